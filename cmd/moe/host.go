@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moe-serving/moe/internal/host"
+)
+
+func newHostCmd() *cobra.Command {
+	var cfg host.Config
+	var exitWithParent bool
+	cmd := &cobra.Command{
+		Use:    "host",
+		Short:  "Run one model host (started by moe serve for each instance)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if exitWithParent {
+				// Stop when moe serve dies (even by kill -9) rather than
+				// linger holding a port.
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(ctx)
+				defer cancel()
+				parent := os.Getppid()
+				go func() {
+					for range time.Tick(500 * time.Millisecond) {
+						if os.Getppid() != parent {
+							cancel()
+							return
+						}
+					}
+				}()
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "host")
+			err := host.Run(ctx, cfg)
+			if errors.Is(err, host.ErrInit) {
+				return &exitError{code: 3, err: err}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:0", "listen address")
+	f.StringVar(&cfg.AddrFile, "addr-file", "", "write the bound address here")
+	f.StringVar(&cfg.ErrorFile, "error-file", "", "write a start failure summary here")
+	f.StringVar(&cfg.CodeDir, "code-dir", ".", "scoring code folder (AML_APP_ROOT)")
+	f.StringVar(&cfg.ScoringScript, "scoring-script", "", "entry script relative to --code-dir (AZUREML_ENTRY_SCRIPT)")
+	f.StringVar(&cfg.ModelDir, "model-dir", "", "AZUREML_MODEL_DIR")
+	f.StringVar(&cfg.Python, "python", "/usr/bin/python3", "Python interpreter")
+	f.IntVar(&cfg.Workers, "workers", 1, "Python worker processes (WORKER_COUNT)")
+	f.BoolVar(&exitWithParent, "exit-with-parent", false, "exit when the parent process exits")
+	return cmd
+}

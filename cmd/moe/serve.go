@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/moe-serving/moe/internal/api"
+	"github.com/moe-serving/moe/internal/artifact"
+	"github.com/moe-serving/moe/internal/auth"
+	"github.com/moe-serving/moe/internal/gateway"
+	"github.com/moe-serving/moe/internal/pki"
+	"github.com/moe-serving/moe/internal/pyenv"
+	"github.com/moe-serving/moe/internal/reconcile"
+	"github.com/moe-serving/moe/internal/runner/local"
+	"github.com/moe-serving/moe/internal/store/sqlite"
+)
+
+// serveCmd is `moe serve`: control-plane API, reconciler, local runner and
+// gateway in one process. Its steps run in order: init* build the parts,
+// Run serves until the context ends, Close releases in reverse order.
+type serveCmd struct {
+	app         *app
+	apiAddr     string
+	gatewayAddr string
+	region      string
+	domain      string
+	python      string
+	wheelDir    string
+	logFormat   string
+	logLevel    string
+	tlsCert     string
+	tlsKey      string
+	tokenTTL    time.Duration
+	stopOnExit  bool
+
+	dir      string
+	logger   *slog.Logger
+	admin    auth.Secret
+	readonly auth.Secret
+	box      *auth.Box
+	signer   *auth.Signer
+	ca       *pki.Authority
+	store    *sqlite.Store
+	runner   *local.Runner
+	gw       *gateway.Server
+	recon    *reconcile.Reconciler
+	apiSrv   *http.Server
+	apiLn    net.Listener
+	gwLn     net.Listener
+}
+
+func newServeCmd(a *app) *cobra.Command {
+	s := &serveCmd{app: a}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the control plane, gateway and local runner (embedded defaults)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return s.run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&s.apiAddr, "api-addr", "127.0.0.1:8442", "control-plane API listen address (port 0 picks a free port)")
+	f.StringVar(&s.gatewayAddr, "gateway-addr", "127.0.0.1:8443", "scoring gateway listen address (port 0 picks a free port)")
+	f.StringVar(&s.region, "region", "local", "region label of scoring hosts: <endpoint>.<region>.inference.<domain>")
+	f.StringVar(&s.domain, "domain", "localhost", "domain of scoring hosts")
+	f.StringVar(&s.python, "python", os.Getenv("MOE_PYTHON"), "use this Python interpreter for every deployment (env MOE_PYTHON); default: resolve from each conda file")
+	f.StringVar(&s.wheelDir, "wheel-dir", os.Getenv("MOE_WHEEL_DIR"), "local wheel folder for offline environment builds (env MOE_WHEEL_DIR)")
+	f.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&s.tlsCert, "tls-cert", "", "serve this certificate (PEM) instead of the generated one; reloaded when it changes")
+	f.StringVar(&s.tlsKey, "tls-key", "", "private key (PEM) for --tls-cert")
+	f.DurationVar(&s.tokenTTL, "token-ttl", time.Hour, "lifetime of aml_token access tokens")
+	return cmd
+}
+
+func (s *serveCmd) run(ctx context.Context) (err error) {
+	defer func() {
+		if cerr := s.close(); err == nil {
+			err = cerr
+		}
+	}()
+	for _, step := range []func() error{s.initDir, s.initLogger, s.initSecrets, s.initPKI, s.initStore, s.initRunner, s.initGateway, s.initAPI, s.initListeners} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return s.serve(ctx)
+}
+
+func (s *serveCmd) initDir() error {
+	s.dir = s.app.dir()
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	return nil
+}
+
+func (s *serveCmd) initLogger() error {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(s.logLevel)); err != nil {
+		return &usageError{msg: fmt.Sprintf("--log-level %q: %v", s.logLevel, err), hint: "--log-level info"}
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch s.logFormat {
+	case "text":
+		s.logger = slog.New(slog.NewTextHandler(s.app.stderr, opts))
+	case "json":
+		s.logger = slog.New(slog.NewJSONHandler(s.app.stderr, opts))
+	default:
+		return &usageError{msg: fmt.Sprintf("--log-format %q: must be text or json", s.logFormat)}
+	}
+	return nil
+}
+
+func (s *serveCmd) initSecrets() error {
+	var err error
+	if s.admin, s.readonly, err = auth.LoadOrCreateAdminCredential(s.dir); err != nil {
+		return fmt.Errorf("admin credential: %w", err)
+	}
+	if k := os.Getenv("MOE_MASTER_KEY"); k != "" {
+		key, err := auth.DecodeBoxKey([]byte(k))
+		if err != nil {
+			return fmt.Errorf("MOE_MASTER_KEY: %w", err)
+		}
+		if s.box, err = auth.BoxFromKey(key); err != nil {
+			return fmt.Errorf("MOE_MASTER_KEY: %w", err)
+		}
+	} else if s.box, err = auth.OpenBox(filepath.Join(s.dir, "master.key")); err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	if s.signer, err = auth.OpenSigner(filepath.Join(s.dir, "signing")); err != nil {
+		return fmt.Errorf("token signing key: %w", err)
+	}
+	return nil
+}
+
+func (s *serveCmd) initPKI() error {
+	hosts := []string{"localhost", "127.0.0.1", "::1", "*." + s.region + ".inference." + s.domain}
+	for _, addr := range []string{s.apiAddr, s.gatewayAddr} {
+		if h, _, err := net.SplitHostPort(addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+			hosts = append(hosts, h)
+		}
+	}
+	var err error
+	if s.ca, err = pki.Open(filepath.Join(s.dir, "pki"), hosts); err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	s.ca.Logger = s.logger.With("component", "pki")
+	if s.tlsCert != "" || s.tlsKey != "" {
+		if err := s.ca.UseFiles(s.tlsCert, s.tlsKey); err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *serveCmd) initStore() error {
+	var err error
+	s.store, err = sqlite.Open(filepath.Join(s.dir, "moe.db"))
+	return err
+}
+
+func (s *serveCmd) initRunner() error {
+	s.runner = &local.Runner{
+		Dir:       s.dir,
+		Artifacts: &artifact.Store{Dir: filepath.Join(s.dir, "artifacts")},
+		Env: &pyenv.Resolver{Explicit: s.python, CacheDir: filepath.Join(s.dir, "envs"), WheelDir: s.wheelDir,
+			Logger: s.logger.With("component", "pyenv")},
+		Logger: s.logger.With("component", "runner"),
+	}
+	return nil
+}
+
+func (s *serveCmd) initGateway() error {
+	s.gw = gateway.New(gateway.Config{
+		Region: s.region, Domain: s.domain, Logger: s.logger.With("component", "gateway"),
+		VerifyToken: func(endpoint, mode, token string) error {
+			if mode != "aml_token" {
+				return errors.New("aad_token endpoints need an OIDC issuer, which is not configured")
+			}
+			return s.signer.Verify(token, endpoint, time.Now())
+		},
+	})
+	return nil
+}
+
+func (s *serveCmd) initAPI() error {
+	srv := &api.Server{
+		Store: s.store, Artifacts: s.runner.Artifacts, Box: s.box, Signer: s.signer, TokenTTL: s.tokenTTL,
+		Admin: s.admin, ReadOnly: s.readonly, Location: s.region,
+		ScoringURI: func(endpoint string) string { return s.gw.ScoringURI(endpoint, s.gatewayPort()) },
+		Instances: func(ep, dep string) []reconcile.Instance {
+			var out []reconcile.Instance
+			for _, in := range s.runner.Instances() {
+				if in.Endpoint == ep && in.Deployment == dep {
+					out = append(out, in)
+				}
+			}
+			return out
+		},
+		Logs:   s.runner.Logs,
+		Logger: s.logger.With("component", "api"),
+	}
+	s.recon = &reconcile.Reconciler{Store: s.store, Runner: s.runner, Keys: srv.OpenKeys, OnRoutes: s.gw.SetRoutes,
+		Logger: s.logger.With("component", "reconciler")}
+	s.apiSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		TLSConfig: s.ca.ServerTLSConfig(), ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)}
+	return nil
+}
+
+func (s *serveCmd) gatewayPort() int {
+	if s.gwLn == nil {
+		return 0
+	}
+	return s.gwLn.Addr().(*net.TCPAddr).Port
+}
+
+func (s *serveCmd) initListeners() error {
+	var err error
+	if s.apiLn, err = net.Listen("tcp", s.apiAddr); err != nil {
+		return fmt.Errorf("api listener: %w", err)
+	}
+	if s.gwLn, err = net.Listen("tcp", s.gatewayAddr); err != nil {
+		return fmt.Errorf("gateway listener: %w", err)
+	}
+	info := serverInfo{API: "https://" + s.apiLn.Addr().String(), Gateway: s.gwLn.Addr().String(), Region: s.region, Domain: s.domain, PID: os.Getpid()}
+	b, _ := json.MarshalIndent(info, "", "  ")
+	tmp := filepath.Join(s.dir, serverInfoFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.dir, serverInfoFile))
+}
+
+func (s *serveCmd) serve(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := s.apiSrv.Serve(tls.NewListener(s.apiLn, s.apiSrv.TLSConfig))
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("api: %w", err)
+	})
+	g.Go(func() error {
+		err := s.gw.Serve(s.gwLn, s.ca.ServerTLSConfig())
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("gateway: %w", err)
+	})
+	g.Go(func() error { return s.recon.Run(gctx) })
+	g.Go(func() error { return s.ca.Run(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		s.logger.Info("shutting down: draining the gateway, then stopping instances")
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s.gw.Shutdown(sctx)
+		s.apiSrv.Shutdown(sctx)
+		return nil
+	})
+	s.logger.Info("moe is serving", "api", "https://"+s.apiLn.Addr().String(), "gateway", "https://"+s.gwLn.Addr().String(),
+		"scoring_uri_example", s.gw.ScoringURI("my-endpoint", s.gatewayPort()), "data_dir", s.dir, "pid", strconv.Itoa(os.Getpid()))
+	return g.Wait()
+}
+
+func (s *serveCmd) close() error {
+	var errs []error
+	if s.runner != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		errs = append(errs, s.runner.Close(ctx))
+		cancel()
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	if s.dir != "" && s.apiLn != nil {
+		os.Remove(filepath.Join(s.dir, serverInfoFile))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moe-serving/moe/internal/api"
+	"github.com/moe-serving/moe/internal/spec"
+	"github.com/moe-serving/moe/internal/upgrade"
+)
+
+func newUpgradeCmd(a *app) *cobra.Command {
+	cmd := upgrade.NewCommand(a.stdout, a.stderr, upgrade.WithApplier(upgrade.ApplierFunc(a.applyUpgrade)))
+	// refusals and parity mismatches exit 1 with their own report
+	wrap := func(c *cobra.Command) {
+		if c.RunE == nil {
+			return
+		}
+		f := c.RunE
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			err := f(cmd, args)
+			var re *upgrade.RefusedError
+			var pe *upgrade.ParityError
+			if errors.As(err, &re) || errors.As(err, &pe) {
+				return &exitError{code: 1, err: err}
+			}
+			return err
+		}
+	}
+	for _, c := range cmd.Commands() {
+		wrap(c)
+	}
+	return cmd
+}
+
+// applyUpgrade creates (or, when re-run, updates) the endpoint with the kept
+// keys and the deployment with 100 % traffic on the running server, and
+// waits until it is ready. It never touches the v1 service.
+func (a *app) applyUpgrade(ctx context.Context, req upgrade.ApplyRequest) (*upgrade.Applied, error) {
+	c, err := a.connect()
+	if err != nil {
+		return nil, err
+	}
+	e := req.Endpoint
+	cur, err := c.api.GetEndpoint(ctx, e.Name)
+	switch {
+	case api.IsNotFound(err):
+		cr := api.CreateEndpointRequest{Endpoint: e}
+		if req.Keys != nil {
+			cr.Keys = &api.Keys{PrimaryKey: req.Keys.PrimaryKey, SecondaryKey: req.Keys.SecondaryKey}
+		}
+		if cur, err = c.api.CreateEndpoint(ctx, cr); err != nil {
+			return nil, fmt.Errorf("create endpoint %q: %w", e.Name, err)
+		}
+		fmt.Fprintf(a.stderr, "Created endpoint %s (%s auth)\n", e.Name, e.AuthMode)
+	case err != nil:
+		return nil, err
+	default:
+		if cur.AuthMode != e.AuthMode {
+			return nil, fmt.Errorf("endpoint %q exists with auth_mode %s, the plan wants %s: pick another --endpoint-name", e.Name, cur.AuthMode, e.AuthMode)
+		}
+		fmt.Fprintf(a.stderr, "Endpoint %s exists: reusing it\n", e.Name)
+	}
+	d := req.Deployment
+	d.Default()
+	arts, err := a.snapshot(ctx, c, &d)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %q: %w", d.Name, err)
+	}
+	dr := api.DeploymentRequest{Deployment: d, Artifacts: arts, AllTraffic: true}
+	var v *api.DeploymentView
+	if _, err := c.api.GetDeployment(ctx, e.Name, d.Name); api.IsNotFound(err) {
+		v, err = c.api.CreateDeployment(ctx, e.Name, dr)
+		if err != nil {
+			return nil, fmt.Errorf("create deployment %q: %w", d.Name, err)
+		}
+	} else if err != nil {
+		return nil, err
+	} else if v, err = c.api.UpdateDeployment(ctx, e.Name, d.Name, dr); err != nil {
+		return nil, fmt.Errorf("update deployment %q: %w", d.Name, err)
+	}
+	gen := v.Generation
+	err = a.waitFor(ctx, 15*time.Minute, func() (string, bool, error) {
+		cur, err := c.api.GetDeployment(ctx, e.Name, d.Name)
+		if err != nil {
+			return "", false, err
+		}
+		v = cur
+		return cur.ProvisioningState, cur.ProvisioningState == spec.StateFailed || cur.ProvisioningState == spec.StateSucceeded && cur.ActiveGeneration >= gen, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if v.ProvisioningState == spec.StateFailed {
+		return nil, fmt.Errorf("deployment %q (endpoint %q) failed: %s", d.Name, e.Name, v.Error)
+	}
+	a.waitFor(ctx, 30*time.Second, func() (string, bool, error) {
+		ev, err := c.api.GetEndpoint(ctx, e.Name)
+		if err != nil {
+			return "", false, err
+		}
+		cur = ev
+		return "traffic", ev.Traffic[strings.ToLower(d.Name)] == 100, nil
+	})
+	return &upgrade.Applied{ScoringURI: cur.ScoringURI, AuthMode: cur.AuthMode}, nil
+}
