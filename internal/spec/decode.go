@@ -2,11 +2,13 @@ package spec
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,21 +32,18 @@ type DecodeOptions struct {
 // DecodeEndpoint decodes, defaults and validates an endpoint YAML document.
 // It returns every problem at once as FieldErrors.
 func DecodeEndpoint(data []byte, opts DecodeOptions) (*Endpoint, []Notice, error) {
-	root, err := parseDoc(data, opts.Sets)
+	root, setErrs, err := parseDoc(data, opts.Sets)
 	if err != nil {
 		return nil, nil, err
 	}
 	var e Endpoint
-	d := decoder{}
+	d := decoder{errs: setErrs}
 	d.decode(root, reflect.ValueOf(&e).Elem(), "")
 	if opts.Name != "" {
 		e.Name = opts.Name
 	}
-	if len(d.errs) > 0 {
-		return nil, nil, d.errs
-	}
 	notices := e.Default()
-	if err := e.Validate(); err != nil {
+	if err := d.merge(e.Validate()); err != nil {
 		return nil, nil, err
 	}
 	return &e, notices, nil
@@ -53,12 +52,12 @@ func DecodeEndpoint(data []byte, opts DecodeOptions) (*Endpoint, []Notice, error
 // DecodeDeployment decodes, defaults and validates a deployment YAML
 // document, resolving relative paths against opts.BaseDir.
 func DecodeDeployment(data []byte, opts DecodeOptions) (*Deployment, []Notice, error) {
-	root, err := parseDoc(data, opts.Sets)
+	root, setErrs, err := parseDoc(data, opts.Sets)
 	if err != nil {
 		return nil, nil, err
 	}
 	var dep Deployment
-	d := decoder{}
+	d := decoder{errs: setErrs}
 	d.decode(root, reflect.ValueOf(&dep).Elem(), "")
 	if opts.Name != "" {
 		dep.Name = opts.Name
@@ -66,14 +65,11 @@ func DecodeDeployment(data []byte, opts DecodeOptions) (*Deployment, []Notice, e
 	if opts.EndpointName != "" {
 		dep.EndpointName = opts.EndpointName
 	}
-	if len(d.errs) > 0 {
-		return nil, nil, d.errs
-	}
 	if opts.BaseDir != "" {
 		dep.ResolvePaths(opts.BaseDir)
 	}
 	notices := dep.Default()
-	if err := dep.Validate(); err != nil {
+	if err := d.merge(dep.Validate()); err != nil {
 		return nil, nil, err
 	}
 	return &dep, notices, nil
@@ -82,7 +78,7 @@ func DecodeDeployment(data []byte, opts DecodeOptions) (*Deployment, []Notice, e
 // ResolvePaths makes relative local paths absolute against base.
 func (d *Deployment) ResolvePaths(base string) {
 	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, "azureml:") {
+		if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, "azureml:") || strings.Contains(p, "://") {
 			return p
 		}
 		return filepath.Join(base, p)
@@ -101,33 +97,44 @@ func (d *Deployment) ResolvePaths(base string) {
 	}
 }
 
-func parseDoc(data []byte, sets []string) (*yaml.Node, error) {
+// parseDoc parses the single YAML document in data and applies the --set
+// overrides to it. A document that cannot be parsed is a fatal error; bad
+// overrides are returned in setErrs so decoding can still report the rest.
+func parseDoc(data []byte, sets []string) (root *yaml.Node, setErrs FieldErrors, err error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	err := dec.Decode(&doc)
+	err = dec.Decode(&doc)
 	if errors.Is(err, io.EOF) {
-		doc = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
+		doc = yaml.Node{Kind: yaml.DocumentNode}
 	} else if err != nil {
-		return nil, FieldErrors{{Message: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, nil, FieldErrors{{Message: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, FieldErrors{{Line: extra.Line, Message: "the file holds more than one YAML document; put one spec per file"}}
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		return nil, nil, FieldErrors{{Line: extra.Line, Message: "the file holds more than one YAML document; put one spec per file"}}
+	case !errors.Is(err, io.EOF):
+		return nil, nil, FieldErrors{{Message: "invalid YAML after the first document (the file must hold one spec): " + strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
-	root := doc.Content[0]
+	root = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	if len(doc.Content) > 0 {
+		root = doc.Content[0]
+	}
+	if root.Kind == yaml.AliasNode && root.Alias != nil {
+		root = root.Alias
+	}
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 		root = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, FieldErrors{{Line: root.Line, Message: "the document must be a mapping of keys to values"}}
+		return nil, nil, FieldErrors{{Line: root.Line, Message: "the document must be a mapping of keys to values, got " + describe(root)}}
 	}
-	var errs FieldErrors
 	for _, s := range sets {
 		if err := applySet(root, s); err != nil {
-			errs.add("--set", 0, "%s", err)
+			setErrs.add("--set", 0, "%s", err)
 		}
 	}
-	return root, errs.err()
+	return root, setErrs, nil
 }
 
 // applySet sets path=value on a mapping node, creating mappings on the way.
@@ -141,16 +148,23 @@ func applySet(root *yaml.Node, set string) error {
 		val = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: value}
 	} else {
 		val = *val.Content[0]
+		clearLines(&val) // lines of the --set value, not of the file
 	}
 	keys := strings.Split(path, ".")
+	if slices.Contains(keys, "") {
+		return fmt.Errorf("%q: the path has an empty key", set)
+	}
 	n := root
 	for i, k := range keys {
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
 		if n.Kind != yaml.MappingNode {
 			return fmt.Errorf("%q: %s is not a mapping", set, strings.Join(keys[:i], "."))
 		}
 		var child *yaml.Node
 		for j := 0; j+1 < len(n.Content); j += 2 {
-			if n.Content[j].Value == k {
+			if n.Content[j].Kind == yaml.ScalarNode && n.Content[j].Value == k {
 				child = n.Content[j+1]
 				if i == len(keys)-1 {
 					n.Content[j+1] = &val
@@ -179,10 +193,51 @@ func applySet(root *yaml.Node, set string) error {
 	return nil
 }
 
+func clearLines(n *yaml.Node) {
+	n.Line, n.Column = 0, 0
+	for _, c := range n.Content {
+		clearLines(c)
+	}
+}
+
 // decoder walks a yaml.Node into a Go value guided by json tags, collecting
 // every error with its path instead of stopping at the first one.
 type decoder struct {
 	errs FieldErrors
+}
+
+// merge returns the decoding errors followed by the problems verr (from
+// Validate) lists, leaving out those about a field that already failed to
+// decode: a value that could not be read has no meaningful value to check.
+func (d *decoder) merge(verr error) error {
+	all := d.errs
+	var ves FieldErrors
+	if !errors.As(verr, &ves) {
+		if verr != nil {
+			all = append(all, FieldError{Message: verr.Error()})
+		}
+		return all.err()
+	}
+	for _, ve := range ves {
+		if !d.failed(ve.Path) {
+			all = append(all, ve)
+		}
+	}
+	return all.err()
+}
+
+// failed reports whether a decoding error concerns path, a field inside it
+// or a field containing it.
+func (d *decoder) failed(path string) bool {
+	if path == "" {
+		return false
+	}
+	for _, e := range d.errs {
+		if e.Path == path || strings.HasPrefix(e.Path, path+".") || strings.HasPrefix(path, e.Path+".") {
+			return true
+		}
+	}
+	return false
 }
 
 var refType = map[reflect.Type]bool{reflect.TypeFor[Model](): true, reflect.TypeFor[Environment](): true}
@@ -213,6 +268,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
+			if !d.key(k, path) {
+				continue
+			}
 			key := k.Value
 			if key == "$schema" && path == "" {
 				continue
@@ -263,11 +321,23 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			d.errs.add(path, n.Line, "must be a mapping, got %s", describe(n))
 			return
 		}
+		if len(n.Content) == 0 {
+			return // an empty mapping is the same as none (and as JSON omits it)
+		}
 		if v.IsNil() {
 			v.Set(reflect.MakeMap(v.Type()))
 		}
+		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
+			if !d.key(k, path) {
+				continue
+			}
+			if seen[k.Value] {
+				d.errs.add(join(path, k.Value), k.Line, "is given twice")
+				continue
+			}
+			seen[k.Value] = true
 			ev := reflect.New(v.Type().Elem()).Elem()
 			d.decode(val, ev, join(path, k.Value))
 			v.SetMapIndex(reflect.ValueOf(k.Value), ev)
@@ -277,6 +347,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			d.errs.add(path, n.Line, "must be a list, got %s", describe(n))
 			return
 		}
+		if len(n.Content) == 0 {
+			return // an empty list is the same as none (and as JSON omits it)
+		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
 			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
@@ -285,7 +358,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Interface:
 		var x any
 		if err := n.Decode(&x); err != nil {
-			d.errs.add(path, n.Line, "%v", err)
+			d.errs.add(path, n.Line, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			return
+		}
+		x, err := jsonValue(x)
+		if err != nil {
+			d.errs.add(path, n.Line, "%s", err)
 			return
 		}
 		if x != nil {
@@ -294,6 +372,61 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	default:
 		d.errs.add(path, n.Line, "cannot decode into %s", v.Type())
 	}
+}
+
+// key checks that a mapping key is a plain string.
+func (d *decoder) key(k *yaml.Node, path string) bool {
+	if k.Kind == yaml.AliasNode && k.Alias != nil {
+		k = k.Alias
+	}
+	if k.Kind != yaml.ScalarNode {
+		d.errs.add(path, k.Line, "keys must be strings, got %s", describe(k))
+		return false
+	}
+	return true
+}
+
+// jsonValue turns a value decoded from YAML into the value JSON gives back
+// for it (map[string]any, []any, float64, string, bool, nil), so free-form
+// fields survive the store and the API unchanged.
+func jsonValue(x any) (any, error) {
+	b, err := json.Marshal(stringKeys(x))
+	if err != nil {
+		var uv *json.UnsupportedValueError
+		if errors.As(err, &uv) {
+			return nil, fmt.Errorf("holds %s, which JSON cannot represent", uv.Str)
+		}
+		return nil, fmt.Errorf("cannot be represented as JSON: %v", err)
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("cannot be represented as JSON: %v", err)
+	}
+	return out, nil
+}
+
+// stringKeys converts YAML's map[any]any (non-string keys) to
+// map[string]any, recursively.
+func stringKeys(x any) any {
+	switch x := x.(type) {
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, v := range x {
+			m[fmt.Sprint(k)] = stringKeys(v)
+		}
+		return m
+	case map[string]any:
+		for k, v := range x {
+			x[k] = stringKeys(v)
+		}
+		return x
+	case []any:
+		for i, v := range x {
+			x[i] = stringKeys(v)
+		}
+		return x
+	}
+	return x
 }
 
 func parseBool(n *yaml.Node) (bool, error) {

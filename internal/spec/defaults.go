@@ -74,8 +74,9 @@ func (e *Endpoint) Default() []Notice {
 			return nil
 		}
 		out := make(map[string]int, len(m))
-		for k, v := range m {
-			out[strings.ToLower(k)] = v
+		// Sorted, so that of "Blue" and "blue" the same one wins every time.
+		for _, k := range sortedKeys(m) {
+			out[strings.ToLower(k)] = m[k]
 		}
 		return out
 	}
@@ -86,6 +87,13 @@ func (e *Endpoint) Default() []Notice {
 			delete(e.MirrorTraffic, k)
 		}
 	}
+	// Empty tables are the same as none (and JSON omits them).
+	if len(e.Traffic) == 0 {
+		e.Traffic = nil
+	}
+	if len(e.MirrorTraffic) == 0 {
+		e.MirrorTraffic = nil
+	}
 	return ns
 }
 
@@ -95,6 +103,9 @@ func (d *Deployment) Default() []Notice {
 	var ns []Notice
 	if d.Type == "" {
 		d.Type = TypeManaged
+	}
+	if strings.EqualFold(d.Type, TypeManaged) || strings.EqualFold(d.Type, TypeKubernetes) {
+		d.Type = strings.ToLower(d.Type)
 	}
 	if d.RequestSettings == nil {
 		d.RequestSettings = &RequestSettings{}
@@ -142,6 +153,9 @@ func (d *Deployment) Default() []Notice {
 	if ss.Type == ScaleDefault {
 		ss.MinInstances, ss.MaxInstances, ss.PollingInterval, ss.TargetUtilizationPercentage = 0, 0, 0, 0
 	} else if ss.Type == ScaleTargetUtilization {
+		if d.Type != TypeKubernetes {
+			ns = append(ns, Notice{"scale_settings.type", "target_utilization on a managed deployment: moe autoscales it, but az ml accepts it for kubernetes deployments only"})
+		}
 		if ss.MinInstances == 0 {
 			ss.MinInstances = 1
 		}

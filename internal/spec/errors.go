@@ -17,6 +17,9 @@ type FieldError struct {
 
 func (e FieldError) Error() string {
 	if e.Path == "" {
+		if e.Line > 0 {
+			return fmt.Sprintf("line %d: %s", e.Line, e.Message)
+		}
 		return e.Message
 	}
 	if e.Line > 0 {

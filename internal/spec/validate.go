@@ -39,14 +39,42 @@ func (e *Endpoint) Validate() error {
 	default:
 		errs.add("auth_mode", 0, "must be one of key, aml_token, aad_token (got %q)", e.AuthMode)
 	}
+	if e.PublicNetworkAccess != "" && !oneOfFold(e.PublicNetworkAccess, "enabled", "disabled") {
+		errs.add("public_network_access", 0, "must be enabled or disabled (got %q)", e.PublicNetworkAccess)
+	}
+	if id := e.Identity; id != nil {
+		switch strings.ToLower(strings.ReplaceAll(id.Type, "_", "")) {
+		case "":
+			errs.add("identity.type", 0, "is required with identity: system_assigned or user_assigned")
+		case "systemassigned", "none":
+		case "userassigned", "systemassigned,userassigned":
+			if len(id.UserAssignedIdentities) == 0 {
+				errs.add("identity.user_assigned_identities", 0, "is required when identity.type is %s", id.Type)
+			}
+		default:
+			errs.add("identity.type", 0, "must be system_assigned or user_assigned (got %q)", id.Type)
+		}
+	}
 	validateTraffic(&errs, e.Traffic, e.MirrorTraffic)
 	return errs.err()
+}
+
+func oneOfFold(s string, values ...string) bool {
+	for _, v := range values {
+		if strings.EqualFold(s, v) {
+			return true
+		}
+	}
+	return false
 }
 
 func validateTraffic(errs *FieldErrors, traffic, mirror map[string]int) {
 	sum := 0
 	for _, k := range sortedKeys(traffic) {
 		v := traffic[k]
+		if msg := ValidateName("deployment", k); msg != "" {
+			errs.add("traffic."+k, 0, "is not a valid deployment name: %s", msg)
+		}
 		if v < 0 || v > 100 {
 			errs.add("traffic."+k, 0, "must be between 0 and 100 (got %d)", v)
 		}
@@ -55,15 +83,24 @@ func validateTraffic(errs *FieldErrors, traffic, mirror map[string]int) {
 	if sum != 0 && sum != 100 {
 		errs.add("traffic", 0, "percentages must sum to 0 or 100 (got %d)", sum)
 	}
-	if len(mirror) > 1 {
-		errs.add("mirror_traffic", 0, "at most one deployment can receive mirrored traffic (got %d)", len(mirror))
+	mirrored := 0
+	for _, v := range mirror {
+		if v != 0 {
+			mirrored++
+		}
+	}
+	if mirrored > 1 {
+		errs.add("mirror_traffic", 0, "at most one deployment can receive mirrored traffic (got %d)", mirrored)
 	}
 	for _, k := range sortedKeys(mirror) {
 		v := mirror[k]
+		if msg := ValidateName("deployment", k); msg != "" {
+			errs.add("mirror_traffic."+k, 0, "is not a valid deployment name: %s", msg)
+		}
 		if v < 0 || v > 50 {
 			errs.add("mirror_traffic."+k, 0, "must be between 0 and 50 (got %d)", v)
 		}
-		if traffic[k] > 0 {
+		if v != 0 && traffic[k] > 0 {
 			errs.add("mirror_traffic."+k, 0, "deployment %q receives live traffic; a deployment is either live or mirror, not both", k)
 		}
 	}
@@ -88,7 +125,12 @@ func (d *Deployment) Validate() error {
 		errs.add("endpoint_name", 0, "%s", msg)
 	}
 	switch d.Type {
-	case TypeManaged, TypeKubernetes:
+	case TypeManaged:
+	case TypeKubernetes:
+		// Kubernetes extra rule (facts §1.2): both names together 6–62.
+		if n := len(d.Name) + len(d.EndpointName); d.Name != "" && d.EndpointName != "" && n > 62 {
+			errs.add("name", 0, "with endpoint_name must be at most 62 characters long for kubernetes deployments (got %d)", n)
+		}
 	default:
 		errs.add("type", 0, "must be managed or kubernetes (got %q)", d.Type)
 	}
@@ -124,9 +166,16 @@ func (d *Deployment) Validate() error {
 	}
 	if d.Environment == nil {
 		errs.add("environment", 0, "is required: give an image and conda_file, or a registered environment")
-	} else if env := d.Environment; env.Ref == "" {
-		if env.Image != "" && env.Build != nil {
+	} else if env := d.Environment; env.Ref != "" {
+		if !strings.HasPrefix(env.Ref, "azureml:") {
+			errs.add("environment", 0, "must be a mapping with image and conda_file, or an azureml: reference (got %q)", env.Ref)
+		}
+	} else {
+		switch {
+		case env.Image != "" && env.Build != nil:
 			errs.add("environment", 0, "image and build are mutually exclusive")
+		case env.Image == "" && env.Build == nil:
+			errs.add("environment.image", 0, "is required: give the base image (conda_file is installed on top of it), or build")
 		}
 		if ic := env.InferenceConfig; ic != nil {
 			for name, r := range map[string]*Route{"liveness_route": ic.LivenessRoute, "readiness_route": ic.ReadinessRoute, "scoring_route": ic.ScoringRoute} {
@@ -160,6 +209,9 @@ func (d *Deployment) Validate() error {
 			errs.add("instance_type", 0, "unknown instance type %q: pick one of `moe sku list`", d.InstanceType)
 		}
 	}
+	if d.EgressPublicNetworkAccess != "" && !oneOfFold(d.EgressPublicNetworkAccess, "enabled", "disabled") {
+		errs.add("egress_public_network_access", 0, "must be enabled or disabled (got %q)", d.EgressPublicNetworkAccess)
+	}
 	autoscale := d.ScaleSettings != nil && d.ScaleSettings.Type == ScaleTargetUtilization
 	if !autoscale && (d.InstanceCount < 1 || d.InstanceCount > MaxInstanceCount) {
 		errs.add("instance_count", 0, "must be between 1 and %d (got %d)", MaxInstanceCount, d.InstanceCount)
@@ -191,7 +243,7 @@ func (d *Deployment) Validate() error {
 				errs.add(name+"."+f.key, 0, "must be at least 1 (got %d)", f.v)
 			}
 		}
-		if name == "liveness_probe" && p.SuccessThreshold != 1 {
+		if name == "liveness_probe" && p.SuccessThreshold > 1 {
 			errs.add(name+".success_threshold", 0, "must be 1 for liveness probes (got %d)", p.SuccessThreshold)
 		}
 	}
