@@ -1,0 +1,7 @@
+import json
+
+def init():
+    pass
+
+def run(raw):
+    return json.loads(raw)
