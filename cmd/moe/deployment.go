@@ -98,6 +98,12 @@ func depCreate(a *app, update bool) *cobra.Command {
 			var notices []spec.Notice
 			var err error
 			opts := spec.DecodeOptions{Sets: f.sets, Name: f.name, EndpointName: endpoint}
+			if f.file == "" && !update {
+				return &usageError{msg: "-f/--file is required", hint: "moe online-deployment create -f blue-deployment.yml --all-traffic"}
+			}
+			if f.file == "" && (f.name == "" || endpoint == "") {
+				return &usageError{msg: "give -f FILE, or -n NAME -e ENDPOINT with --set", hint: "moe online-deployment update -n blue -e my-endpoint --set instance_count=2"}
+			}
 			c, err := a.connect()
 			if err != nil {
 				return err
@@ -112,10 +118,7 @@ func depCreate(a *app, update bool) *cobra.Command {
 				if d, notices, err = spec.DecodeDeployment(data, opts); err != nil {
 					return specError(f.file, err)
 				}
-			} else if update {
-				if f.name == "" || endpoint == "" {
-					return &usageError{msg: "give -f FILE, or -n NAME -e ENDPOINT with --set", hint: "moe online-deployment update -n blue -e my-endpoint --set instance_count=2"}
-				}
+			} else {
 				cur, err := c.api.GetDeployment(ctx, endpoint, f.name)
 				if err != nil {
 					return fmt.Errorf("deployment %q (endpoint %q): %w", f.name, endpoint, err)
@@ -125,8 +128,6 @@ func depCreate(a *app, update bool) *cobra.Command {
 					return err
 				}
 				reuse = true
-			} else {
-				return &usageError{msg: "-f/--file is required", hint: "moe online-deployment create -f blue-deployment.yml --all-traffic"}
 			}
 			a.notices(notices)
 			if _, err := c.api.GetEndpoint(ctx, d.EndpointName); err != nil {

@@ -130,6 +130,21 @@ func epUpdate(a *app) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			var newTraffic, newMirror map[string]int
+			var err error
+			if cmd.Flags().Changed("traffic") {
+				if newTraffic, err = parseTraffic("--traffic", traffic); err != nil {
+					return err
+				}
+			}
+			if cmd.Flags().Changed("mirror-traffic") {
+				if newMirror, err = parseTraffic("--mirror-traffic", mirror); err != nil {
+					return err
+				}
+			}
+			if f.name == "" && f.file == "" {
+				return &usageError{msg: "give -n NAME or -f FILE", hint: `moe online-endpoint update -n my-endpoint --traffic "blue=100"`}
+			}
 			c, err := a.connect()
 			if err != nil {
 				return err
@@ -166,18 +181,12 @@ func epUpdate(a *app) *cobra.Command {
 			} else if !cmd.Flags().Changed("traffic") && e.Traffic == nil {
 				e.Traffic, e.MirrorTraffic = curSpec.Traffic, curSpec.MirrorTraffic
 			}
-			if cmd.Flags().Changed("traffic") {
-				if e.Traffic, err = parseTraffic("--traffic", traffic); err != nil {
-					return err
-				}
+			if newTraffic != nil {
+				e.Traffic = newTraffic
 			}
-			if cmd.Flags().Changed("mirror-traffic") {
-				m, err := parseTraffic("--mirror-traffic", mirror)
-				if err != nil {
-					return err
-				}
+			if newMirror != nil {
 				e.MirrorTraffic = map[string]int{}
-				for k, v := range m {
+				for k, v := range newMirror {
 					if v > 0 {
 						e.MirrorTraffic[k] = v
 					}

@@ -1,0 +1,3 @@
+# moe compatibility shim: the legacy import path of the Azure inference server.
+from azureml_inference_server_http.api.aml_request import *  # noqa: F401,F403
+from azureml_inference_server_http.api.aml_request import AMLRequest, rawhttp  # noqa: F401
