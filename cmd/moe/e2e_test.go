@@ -76,7 +76,7 @@ func TestEndToEnd(t *testing.T) {
 
 	var ep struct {
 		Name, AuthMode, ScoringURI, ProvisioningState string
-		Traffic                                      map[string]int
+		Traffic                                       map[string]int
 	}
 	out := srv.MustCLI("online-endpoint", "create", "-f", y("endpoint"))
 	if err := json.Unmarshal([]byte(out), &ep); err != nil {
@@ -270,6 +270,16 @@ func TestEndToEnd(t *testing.T) {
 		srv2.Kill()
 		srv3 := moetest.Start(t, dataDir, "--python", python)
 		waitServing(t, srv3, srv3.ScoringURL("my-endpoint"), primary, want)
+		var d struct {
+			Instances []struct {
+				Adopted bool   `json:"adopted"`
+				State   string `json:"state"`
+			} `json:"instances"`
+		}
+		json.Unmarshal([]byte(srv3.MustCLI("online-deployment", "show", "-n", "blue", "-e", "my-endpoint")), &d)
+		if len(d.Instances) != 1 || !d.Instances[0].Adopted || d.Instances[0].State != "Ready" {
+			t.Errorf("after kill -9 the running instance should be adopted, not restarted: %+v", d.Instances)
+		}
 	})
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -15,6 +16,8 @@ import (
 func newHostCmd() *cobra.Command {
 	var cfg host.Config
 	var exitWithParent bool
+	var leaseFile string
+	var leaseTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:    "host",
 		Short:  "Run one model host (started by moe serve for each instance)",
@@ -32,6 +35,29 @@ func newHostCmd() *cobra.Command {
 				go func() {
 					for range time.Tick(500 * time.Millisecond) {
 						if os.Getppid() != parent {
+							cancel()
+							return
+						}
+					}
+				}()
+			}
+			if leaseFile != "" {
+				// Outlive a crashed server for leaseTimeout, so the next
+				// one can adopt this instance; then stop.
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(ctx)
+				defer cancel()
+				go func() {
+					t := time.NewTicker(time.Second)
+					defer t.Stop()
+					for {
+						select {
+						case <-ctx.Done():
+							return
+						case <-t.C:
+						}
+						if fi, err := os.Stat(leaseFile); err != nil || time.Since(fi.ModTime()) > leaseTimeout {
+							fmt.Fprintf(os.Stderr, "moe host: lease %s expired (no server renewed it for %s): stopping\n", leaseFile, leaseTimeout)
 							cancel()
 							return
 						}
@@ -56,5 +82,7 @@ func newHostCmd() *cobra.Command {
 	f.StringVar(&cfg.Python, "python", "/usr/bin/python3", "Python interpreter")
 	f.IntVar(&cfg.Workers, "workers", 1, "Python worker processes (WORKER_COUNT)")
 	f.BoolVar(&exitWithParent, "exit-with-parent", false, "exit when the parent process exits")
+	f.StringVar(&leaseFile, "lease-file", "", "stop when this file's modification time is older than --lease-timeout")
+	f.DurationVar(&leaseTimeout, "lease-timeout", 30*time.Second, "see --lease-file")
 	return cmd
 }

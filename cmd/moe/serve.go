@@ -180,7 +180,12 @@ func (s *serveCmd) initRunner() error {
 		Artifacts: &artifact.Store{Dir: filepath.Join(s.dir, "artifacts")},
 		Env: &pyenv.Resolver{Explicit: s.python, CacheDir: filepath.Join(s.dir, "envs"), WheelDir: s.wheelDir,
 			Logger: s.logger.With("component", "pyenv")},
-		Logger: s.logger.With("component", "runner"),
+		Logger:  s.logger.With("component", "runner"),
+		Cgroups: &local.Cgroups{},
+	}
+	s.runner.Cgroups.Setup()
+	if s.runner.Cgroups.Why != "" {
+		s.logger.Info("instance CPU and memory limits are " + s.runner.Cgroups.Why)
 	}
 	return nil
 }
@@ -247,6 +252,9 @@ func (s *serveCmd) initListeners() error {
 }
 
 func (s *serveCmd) serve(ctx context.Context) error {
+	if n := s.runner.Recover(ctx); n > 0 {
+		s.logger.Info("adopted instances left running by a previous server", "count", n)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := s.apiSrv.Serve(tls.NewListener(s.apiLn, s.apiSrv.TLSConfig))

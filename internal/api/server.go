@@ -474,7 +474,7 @@ func (s *Server) deploymentView(d *store.Deployment) *DeploymentView {
 	}
 	if s.Instances != nil {
 		for _, in := range s.Instances(d.Endpoint, d.Name) {
-			v.Instances = append(v.Instances, InstanceView{ID: in.ID, Generation: in.Generation, State: in.Phase, Reason: in.Reason, Restarts: in.Restarts, StartedAt: in.StartedAt})
+			v.Instances = append(v.Instances, InstanceView{ID: in.ID, Generation: in.Generation, State: in.Phase, Reason: in.Reason, Restarts: in.Restarts, StartedAt: in.StartedAt, Resources: in.Resources, Adopted: in.Adopted})
 			if in.Phase == reconcile.PhaseReady {
 				v.ReadyInstances++
 			}

@@ -124,6 +124,8 @@ type InstanceView struct {
 	Reason     string          `json:"reason,omitempty"`
 	Restarts   int             `json:"restarts"`
 	StartedAt  time.Time       `json:"started_at"`
+	Resources  string          `json:"resources,omitempty"`
+	Adopted    bool            `json:"adopted,omitempty"`
 }
 
 // Error is the JSON body of every error answer.

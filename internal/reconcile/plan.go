@@ -53,6 +53,12 @@ type Instance struct {
 	Reason     string    `json:"reason,omitempty"`
 	Restarts   int       `json:"restarts"`
 	StartedAt  time.Time `json:"started_at"`
+	// Resources describes the instance's CPU/memory limits and whether they
+	// are enforced or advisory.
+	Resources string `json:"resources,omitempty"`
+	// Adopted is true for an instance found running after a restart of the
+	// server and taken over rather than restarted.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // Runner runs instances: local processes, or pods on Kubernetes.
@@ -115,7 +121,8 @@ type Decision struct {
 
 // Plan decides, for one stored deployment and the instances observed for
 // it, which instances to start and stop and what status to record. It is
-// pure: newID supplies instance IDs.
+// pure: newID supplies instance IDs. want is the instance count for the
+// Desired revision (instance_count, or the autoscaler's decision).
 //
 // Rules: the Desired revision gets instance_count instances. While it is
 // not ready, the Active revision (if any) keeps serving with its own count.
@@ -123,7 +130,7 @@ type Decision struct {
 // instances drain and stop. If a Desired instance fails to start, the
 // generation is marked failed (not retried), its instances stop, and the
 // Active revision keeps serving.
-func Plan(d *store.Deployment, observed []Instance, newID func() string) Decision {
+func Plan(d *store.Deployment, observed []Instance, want int, newID func() string) Decision {
 	g := d.Desired.Generation
 	var cur, act, stale []Instance
 	activeGen := int64(-1)
@@ -169,7 +176,7 @@ func Plan(d *store.Deployment, observed []Instance, newID func() string) Decisio
 			dec.Actions = append(dec.Actions, Action{Kind: ActStop, ID: in.ID, Drain: drain && in.Phase == PhaseReady})
 		}
 	}
-	want := wantInstances(&d.Desired.Spec)
+	want = max(want, 1)
 	switch {
 	case d.FailedGeneration == g:
 		// The desired revision failed: stop what is left of it; keep the
@@ -230,7 +237,7 @@ func Plan(d *store.Deployment, observed []Instance, newID func() string) Decisio
 	return dec
 }
 
-// wantInstances is the instance count a revision runs at.
+// wantInstances is the instance count a revision runs at without autoscaling.
 func wantInstances(s *spec.Deployment) int {
 	if s.ScaleSettings != nil && s.ScaleSettings.Type == spec.ScaleTargetUtilization {
 		return max(s.ScaleSettings.MinInstances, 1)

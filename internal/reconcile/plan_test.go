@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -46,6 +47,7 @@ func TestPlan(t *testing.T) {
 		promote     bool
 		failedGen   int64
 		errContains string
+		wantN       int // 0: from the spec
 	}{
 		{
 			name:  "CreateStartsInstanceCount",
@@ -66,11 +68,11 @@ func TestPlan(t *testing.T) {
 			state:    spec.StateSucceeded, promote: true,
 		},
 		{
-			name:        "CreateFailsOnInitFailure",
-			dep:         store.Deployment{Desired: rev(1, 2)},
-			observed:    []Instance{inst("a", 1, PhaseFailed), inst("b", 1, PhaseStarting)},
-			want:        []string{"stop a", "stop b"},
-			state:       spec.StateFailed, failedGen: 1, errContains: "reason of a",
+			name:     "CreateFailsOnInitFailure",
+			dep:      store.Deployment{Desired: rev(1, 2)},
+			observed: []Instance{inst("a", 1, PhaseFailed), inst("b", 1, PhaseStarting)},
+			want:     []string{"stop a", "stop b"},
+			state:    spec.StateFailed, failedGen: 1, errContains: "reason of a",
 		},
 		{
 			name:     "FailedGenerationIsNotRetried",
@@ -114,11 +116,11 @@ func TestPlan(t *testing.T) {
 			state:    spec.StateSucceeded, promote: true,
 		},
 		{
-			name:        "FailedUpdateKeepsOldServing",
-			dep:         store.Deployment{Desired: rev(2, 1), Active: active(rev(1, 1))},
-			observed:    []Instance{inst("old", 1, PhaseReady), inst("new", 2, PhaseFailed)},
-			want:        []string{"stop new"},
-			state:       spec.StateFailed, failedGen: 2, errContains: "previous version keeps serving",
+			name:     "FailedUpdateKeepsOldServing",
+			dep:      store.Deployment{Desired: rev(2, 1), Active: active(rev(1, 1))},
+			observed: []Instance{inst("old", 1, PhaseReady), inst("new", 2, PhaseFailed)},
+			want:     []string{"stop new"},
+			state:    spec.StateFailed, failedGen: 2, errContains: "previous version keeps serving",
 		},
 		{
 			name:     "AfterFailedUpdateOldCountIsKept",
@@ -135,6 +137,13 @@ func TestPlan(t *testing.T) {
 			state:    spec.StateSucceeded,
 		},
 		{
+			name:     "AutoscalerGrowsSteadyDeployment",
+			dep:      store.Deployment{Desired: rev(1, 1), Active: active(rev(1, 1))},
+			observed: []Instance{inst("a", 1, PhaseReady)},
+			want:     []string{"start g1", "start g1"},
+			state:    spec.StateSucceeded, wantN: 3,
+		},
+		{
 			name: "AutoscaleStartsMinInstances",
 			dep: store.Deployment{Desired: store.Revision{Generation: 1, Spec: spec.Deployment{
 				ScaleSettings: &spec.ScaleSettings{Type: spec.ScaleTargetUtilization, MinInstances: 2, MaxInstances: 4}}}},
@@ -145,7 +154,7 @@ func TestPlan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.dep.Endpoint, tc.dep.Name = "ep", "blue"
 			n := 0
-			dec := Plan(&tc.dep, tc.observed, func() string { n++; return fmt.Sprintf("id%d", n) })
+			dec := Plan(&tc.dep, tc.observed, cmp.Or(tc.wantN, wantInstances(&tc.dep.Desired.Spec)), func() string { n++; return fmt.Sprintf("id%d", n) })
 			if got := summary(dec.Actions); !slices.Equal(got, tc.want) {
 				t.Errorf("actions = %v; want %v", got, tc.want)
 			}

@@ -32,6 +32,7 @@ type Reconciler struct {
 	Logger   *slog.Logger
 
 	mu       sync.Mutex
+	scaler   Autoscaler
 	stopping map[string]bool // instance IDs with a stop in progress
 	routes   *gateway.Table
 	wg       sync.WaitGroup
@@ -102,7 +103,7 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	for _, d := range deps {
 		k := key(d.Endpoint, d.Name)
 		known[k] = true
-		dec := Plan(d, byDep[k], newID(d.Name))
+		dec := Plan(d, byDep[k], r.want(d, byDep[k]), newID(d.Name))
 		for _, a := range dec.Actions {
 			if a.Kind == ActStop && a.Drain {
 				drains = append(drains, a) // after the new routes are out
@@ -138,6 +139,48 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		r.apply(ctx, a)
 	}
 	return errors.Join(errs...)
+}
+
+// want is the instance count for d's desired revision: instance_count,
+// or for target_utilization the autoscaler's decision from the requests in
+// flight that the gateway counts per instance.
+func (r *Reconciler) want(d *store.Deployment, observed []Instance) int {
+	ss := d.Desired.Spec.ScaleSettings
+	k := key(d.Endpoint, d.Name)
+	if ss == nil || ss.Type != spec.ScaleTargetUtilization || d.Active == nil || d.Active.Generation != d.Desired.Generation {
+		r.mu.Lock()
+		r.scaler.Forget(k)
+		r.mu.Unlock()
+		return wantInstances(&d.Desired.Spec)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	inflight, current := 0.0, 0
+	if t := r.routes; t != nil {
+		if e := t.Endpoints[strings.ToLower(d.Endpoint)]; e != nil {
+			if gd := e.Deployments[strings.ToLower(d.Name)]; gd != nil {
+				for _, in := range gd.Instances {
+					inflight += float64(in.Outstanding.Load())
+				}
+			}
+		}
+	}
+	for _, in := range observed {
+		if in.Generation == d.Desired.Generation && in.Phase != PhaseFailed {
+			current++
+		}
+	}
+	now := time.Now()
+	r.scaler.Observe(k, now, inflight)
+	maxConc := 1
+	if rs := d.Desired.Spec.RequestSettings; rs != nil {
+		maxConc = rs.MaxConcurrentRequestsPerInstance
+	}
+	n := r.scaler.Desired(k, ss, maxConc, current, now)
+	if n != current {
+		r.Logger.Info("autoscale", "endpoint", d.Endpoint, "deployment", d.Name, "from", current, "to", n, "in_flight", inflight)
+	}
+	return n
 }
 
 // Routes returns the last route table published.

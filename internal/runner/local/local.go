@@ -45,6 +45,12 @@ type Runner struct {
 	// MaxLogBytes caps one instance log file; when exceeded the file is
 	// rotated once (.1). Default 10 MiB.
 	MaxLogBytes int64
+	// Cgroups enforces SKU limits where the machine allows; nil disables.
+	Cgroups *Cgroups
+	// LeaseTimeout is how long a host outlives a server that stopped
+	// renewing its lease (a crashed `moe serve`), waiting to be adopted by
+	// the next one. Default 30s.
+	LeaseTimeout time.Duration
 
 	mu        sync.Mutex
 	instances map[string]*proc
@@ -61,11 +67,12 @@ var _ reconcile.Runner = (*Runner)(nil)
 type proc struct {
 	spec     reconcile.InstanceSpec
 	state    reconcile.Instance
-	cmd      *exec.Cmd
+	pid      int
 	exited   chan struct{} // closed when the current process exits
 	stopping bool
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when the supervisor goroutine ends
+	adopted  *savedState   // set when taken over from a previous server
 }
 
 func (r *Runner) init() {
@@ -79,10 +86,14 @@ func (r *Runner) init() {
 		if r.MaxLogBytes == 0 {
 			r.MaxLogBytes = 10 << 20
 		}
+		if r.LeaseTimeout == 0 {
+			r.LeaseTimeout = 30 * time.Second
+		}
 		r.instances = map[string]*proc{}
 		r.changes = make(chan struct{}, 1)
 		r.ctx, r.cancel = context.WithCancel(context.Background())
 		r.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		r.wg.Go(r.renewLeases)
 	})
 }
 
@@ -159,15 +170,15 @@ func (r *Runner) Stop(ctx context.Context, id string) error {
 	}
 	p.stopping = true
 	p.state.Phase = reconcile.PhaseStopping
-	cmd, exited := p.cmd, p.exited
+	pid, exited := p.pid, p.exited
 	r.mu.Unlock()
 	r.notify()
-	if cmd != nil && cmd.Process != nil {
-		cmd.Process.Signal(syscall.SIGTERM)
+	if pid > 0 && exited != nil {
+		syscall.Kill(pid, syscall.SIGTERM)
 		select {
 		case <-exited:
 		case <-ctx.Done():
-			cmd.Process.Kill()
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 	p.cancel()
@@ -175,6 +186,10 @@ func (r *Runner) Stop(ctx context.Context, id string) error {
 	r.mu.Lock()
 	delete(r.instances, id)
 	r.mu.Unlock()
+	os.RemoveAll(filepath.Join(r.Dir, "instances", id))
+	if r.Cgroups != nil {
+		r.Cgroups.Remove(id)
+	}
 	r.notify()
 	return nil
 }
@@ -196,6 +211,24 @@ func (r *Runner) Close(ctx context.Context) error {
 func (r *Runner) supervise(ctx context.Context, p *proc) {
 	s := p.spec
 	log := slog.New(r.Logger.Handler()).With("endpoint", s.Endpoint, "deployment", s.Deployment, "instance", s.ID)
+	var args, env []string
+	backoff := time.Second
+	if a := p.adopted; a != nil {
+		// taken over from a previous server: watch it like our own; if it
+		// dies, restart it from its saved command line
+		args, env = a.Args, a.Env
+		err := r.watchAdopted(ctx, p, a)
+		if ctx.Err() != nil || r.isStopping(p) {
+			return
+		}
+		log.Warn("adopted instance exited; restarting", "err", err)
+		r.setState(p, func(st *reconcile.Instance) {
+			st.Phase, st.Reason, st.Addr = reconcile.PhaseStarting, "restarting after: "+err.Error(), ""
+			st.Restarts++
+		})
+		r.restartLoop(ctx, p, args, env, 1, backoff, log)
+		return
+	}
 	dir := r.LogDir(s.Endpoint, s.Deployment)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		r.fail(p, fmt.Sprintf("create log folder: %v", err))
@@ -206,7 +239,7 @@ func (r *Runner) supervise(ctx context.Context, p *proc) {
 		r.fail(p, fmt.Sprintf("open provisioning log: %v", err))
 		return
 	}
-	args, env, err := r.prepare(ctx, s, prov)
+	args, env, err = r.prepare(ctx, s, prov)
 	if err != nil {
 		fmt.Fprintf(prov, "%s %s: FAILED: %v\n", stamp(), s.ID, err)
 		prov.Close()
@@ -215,9 +248,14 @@ func (r *Runner) supervise(ctx context.Context, p *proc) {
 	}
 	fmt.Fprintf(prov, "%s %s: starting model host\n", stamp(), s.ID)
 	prov.Close()
+	r.restartLoop(ctx, p, args, env, 0, backoff, log)
+}
 
-	backoff := time.Second
-	for attempt := 0; ; attempt++ {
+// restartLoop runs the host until stopped, restarting it with backoff when
+// it exits. A host that never became ready on its first attempt fails the
+// instance instead.
+func (r *Runner) restartLoop(ctx context.Context, p *proc, args, env []string, first int, backoff time.Duration, log *slog.Logger) {
+	for attempt := first; ; attempt++ {
 		ready, err := r.runOnce(ctx, p, args, env)
 		if ctx.Err() != nil || r.isStopping(p) {
 			return
@@ -303,6 +341,7 @@ func (r *Runner) prepare(ctx context.Context, s reconcile.InstanceSpec, prov io.
 	if err := os.MkdirAll(idir, 0o700); err != nil {
 		return nil, nil, err
 	}
+	r.touchLease(s.ID)
 	script := ""
 	if rev.Spec.CodeConfiguration != nil {
 		script = rev.Spec.CodeConfiguration.ScoringScript
@@ -316,7 +355,8 @@ func (r *Runner) prepare(ctx context.Context, s reconcile.InstanceSpec, prov io.
 		"--model-dir", modelDir,
 		"--python", python,
 		"--workers", strconv.Itoa(workers),
-		"--exit-with-parent",
+		"--lease-file", filepath.Join(idir, "lease"),
+		"--lease-timeout", r.LeaseTimeout.String(),
 	}
 	env := os.Environ()
 	for k, v := range envVars {
@@ -352,8 +392,9 @@ func (r *Runner) runOnce(ctx context.Context, p *proc, args, env []string) (read
 	var waitErr error
 	go func() { waitErr = cmd.Wait(); close(exited) }()
 	r.mu.Lock()
-	p.cmd, p.exited = cmd, exited
+	p.pid, p.exited = cmd.Process.Pid, exited
 	r.mu.Unlock()
+	r.limit(p, cmd.Process.Pid)
 
 	spec := s.Revision.Spec
 	budget := 310 * time.Second
@@ -394,6 +435,8 @@ func (r *Runner) runOnce(ctx context.Context, p *proc, args, env []string) (read
 		ready = resp.StatusCode == http.StatusOK
 	}
 	r.setState(p, func(st *reconcile.Instance) { st.Phase, st.Addr, st.Reason = reconcile.PhaseReady, addr, "" })
+	r.save(p, savedState{Spec: s, PID: cmd.Process.Pid, Addr: addr, Args: args, Env: env})
+	r.watch(ctx, p, addr, exited, func() { cmd.Process.Kill() })
 	<-exited
 	return true, r.exitReason(waitErr, errFile, logPath)
 }
