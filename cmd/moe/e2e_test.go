@@ -297,3 +297,8 @@ func waitServing(t *testing.T, srv *moetest.Server, url, key, want string) {
 	}
 	t.Fatalf("not serving within 30s after restart")
 }
+
+func runCmd(bin string, args ...string) (string, error) {
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	return string(out), err
+}

@@ -340,34 +340,6 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("RefusedChangesNothing", func(t *testing.T) {
-		before := endpointNames(t, srv)
-		for name, edit := range map[string]func(map[string]any){
-			"unhealthy": func(m map[string]any) {
-				m["state"] = "Unhealthy"
-				m["error"] = map[string]any{"code": "ContainerCrashed", "message": "init() raised FileNotFoundError"}
-			},
-			"cmk": func(m map[string]any) {
-				m["encryptionProperties"] = map[string]any{"vaultBaseUrl": "https://kv.vault.azure.net", "keyName": "cmk", "keyVersion": "1"}
-			},
-		} {
-			f := filepath.Join(t.TempDir(), name+".json")
-			v1Service(t, f, edit)
-			out, errOut, code := srv.CLI("upgrade", "plan", f, "--keys", keysFile)
-			if code != 1 || !strings.Contains(out, "REFUSED") {
-				t.Errorf("%s: plan exit %d, want 1 with REFUSED\n%s%s", name, code, out, errOut)
-			}
-			want := map[string]string{"unhealthy": "init() raised FileNotFoundError", "cmk": "customer-managed key"}[name]
-			out, errOut, code = srv.CLI("upgrade", "apply", f, "--keys", keysFile, "--artifacts", art)
-			if code != 1 || !strings.Contains(out+errOut, want) {
-				t.Errorf("%s: apply exit %d, want 1 naming %q\n%s%s", name, code, want, out, errOut)
-			}
-		}
-		if after := endpointNames(t, srv); strings.Join(after, ",") != strings.Join(before, ",") {
-			t.Errorf("a refused apply changed the endpoints: %v → %v", before, after)
-		}
-	})
-
 	var newURI string
 	apply := func(t *testing.T) {
 		t.Helper()
@@ -425,6 +397,39 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		}
 		if resp, body := srv.Score(newURI, v1SecondaryKey, []byte(sampleRequest)); resp.StatusCode != 200 || string(body) != oldAnswer {
 			t.Errorf("after a second apply: %d %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("RefusedChangesNothing", func(t *testing.T) {
+		// same name as the applied service: a refused apply must not touch it
+		state := func() string {
+			return mustCLI(t, srv, "online-endpoint", "list") + mustCLI(t, srv, "online-deployment", "list", "-e", v1ServiceName) +
+				mustCLI(t, srv, "online-endpoint", "get-credentials", "-n", v1ServiceName)
+		}
+		before := state()
+		for name, edit := range map[string]func(map[string]any){
+			"unhealthy": func(m map[string]any) {
+				m["state"] = "Unhealthy"
+				m["error"] = map[string]any{"code": "ContainerCrashed", "message": "init() raised FileNotFoundError"}
+			},
+			"cmk": func(m map[string]any) {
+				m["encryptionProperties"] = map[string]any{"vaultBaseUrl": "https://kv.vault.azure.net", "keyName": "cmk", "keyVersion": "1"}
+			},
+		} {
+			f := filepath.Join(t.TempDir(), name+".json")
+			v1Service(t, f, edit)
+			out, errOut, code := srv.CLI("upgrade", "plan", f, "--keys", keysFile)
+			if code != 1 || !strings.Contains(out, "REFUSED") {
+				t.Errorf("%s: plan exit %d, want 1 with REFUSED\n%s%s", name, code, out, errOut)
+			}
+			want := map[string]string{"unhealthy": "init() raised FileNotFoundError", "cmk": "customer-managed key"}[name]
+			out, errOut, code = srv.CLI("upgrade", "apply", f, "--keys", keysFile, "--artifacts", art)
+			if code != 1 || !strings.Contains(out+errOut, want) {
+				t.Errorf("%s: apply exit %d, want 1 naming %q\n%s%s", name, code, want, out, errOut)
+			}
+		}
+		if after := state(); after != before {
+			t.Errorf("a refused apply changed the server:\n%s\n→\n%s", before, after)
 		}
 	})
 

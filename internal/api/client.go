@@ -27,7 +27,7 @@ type Client struct {
 // APIError is an error answer from the API.
 type APIError struct {
 	Status int
-	Body Error
+	Body   Error
 }
 
 func (e *APIError) Error() string {
