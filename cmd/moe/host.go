@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -11,12 +12,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moe-serving/moe/internal/host"
+	"github.com/moe-serving/moe/internal/logfile"
 )
 
 func newHostCmd() *cobra.Command {
 	var cfg host.Config
 	var exitWithParent bool
-	var leaseFile string
+	var leaseFile, logFile string
+	var logMax int64
 	var leaseTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:    "host",
@@ -64,7 +67,17 @@ func newHostCmd() *cobra.Command {
 					}
 				}()
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "host")
+			var out io.Writer = os.Stderr
+			if logFile != "" {
+				w, err := logfile.Open(logFile, logMax, 3)
+				if err != nil {
+					return err
+				}
+				defer w.Close()
+				out = w
+			}
+			cfg.Stderr = out
+			cfg.Logger = slog.New(slog.NewTextHandler(out, nil)).With("component", "host")
 			err := host.Run(ctx, cfg)
 			if errors.Is(err, host.ErrInit) {
 				return &exitError{code: 3, err: err}
@@ -83,6 +96,8 @@ func newHostCmd() *cobra.Command {
 	f.IntVar(&cfg.Workers, "workers", 1, "Python worker processes (WORKER_COUNT)")
 	f.BoolVar(&exitWithParent, "exit-with-parent", false, "exit when the parent process exits")
 	f.StringVar(&leaseFile, "lease-file", "", "stop when this file's modification time is older than --lease-timeout")
+	f.StringVar(&logFile, "log-file", "", "write host and worker output here, rotated at --log-max-bytes (default: stderr)")
+	f.Int64Var(&logMax, "log-max-bytes", 10<<20, "rotate --log-file past this size (3 old files are kept)")
 	f.DurationVar(&leaseTimeout, "lease-timeout", 30*time.Second, "see --lease-file")
 	return cmd
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,8 +43,8 @@ type Runner struct {
 	Artifacts *artifact.Store
 	Env       EnvResolver
 	Logger    *slog.Logger
-	// MaxLogBytes caps one instance log file; when exceeded the file is
-	// rotated once (.1). Default 10 MiB.
+	// MaxLogBytes caps one instance log file; the host rotates it past
+	// this size and keeps 3 old files. Default 10 MiB.
 	MaxLogBytes int64
 	// Cgroups enforces SKU limits where the machine allows; nil disables.
 	Cgroups *Cgroups
@@ -375,12 +376,16 @@ func (r *Runner) runOnce(ctx context.Context, p *proc, args, env []string) (read
 	os.Remove(addrFile)
 	os.Remove(errFile)
 	logPath := filepath.Join(r.LogDir(s.Endpoint, s.Deployment), s.ID+".log")
-	r.rotate(logPath)
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// The host writes (and rotates) logPath itself; its raw stderr only
+	// catches what comes before that (flag errors, Go panics).
+	logf, err := os.OpenFile(filepath.Join(idir, "stderr"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return false, err
 	}
 	defer logf.Close()
+	if !slices.Contains(args, "--log-file") { // saved args of adopted instances have it
+		args = append(args[:len(args):len(args)], "--log-file", logPath, "--log-max-bytes", strconv.FormatInt(r.MaxLogBytes, 10))
+	}
 	cmd := exec.Command(r.Exe, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -447,16 +452,13 @@ func (r *Runner) exitReason(waitErr error, errFile, logPath string) error {
 		return errors.New(strings.TrimSpace(string(b)))
 	}
 	tail := tailLines(logPath, 5)
+	if extra := tailLines(filepath.Join(filepath.Dir(errFile), "stderr"), 5); extra != "" {
+		tail += extra
+	}
 	if tail != "" {
 		return fmt.Errorf("model host exited (%v); last log lines:\n%s", waitErr, tail)
 	}
 	return fmt.Errorf("model host exited (%v)", waitErr)
-}
-
-func (r *Runner) rotate(path string) {
-	if fi, err := os.Stat(path); err == nil && fi.Size() > r.MaxLogBytes {
-		os.Rename(path, path+".1")
-	}
 }
 
 // Logs returns the last tail lines (all when tail <= 0) of a deployment's
