@@ -20,7 +20,7 @@ import (
 
 func newDeploymentCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "online-deployment", Short: "Manage online deployments (as az ml online-deployment)"}
-	cmd.AddCommand(depCreate(a, false), depCreate(a, true), depShow(a), depList(a), depDelete(a), depLogs(a))
+	cmd.AddCommand(depCreate(a, false), depCreate(a, true), depShow(a), depList(a), depDelete(a), depLogs(a), depDiagnose(a))
 	return cmd
 }
 
@@ -321,5 +321,47 @@ func depLogs(a *app) *cobra.Command {
 	cmd.Flags().StringVarP(&endpoint, "endpoint-name", "e", "", "endpoint name")
 	cmd.Flags().IntVarP(&lines, "lines", "l", 5000, "number of lines from the end")
 	cmd.Flags().StringVarP(&container, "container", "c", "inference-server", "inference-server or storage-initializer")
+	return cmd
+}
+
+func depDiagnose(a *app) *cobra.Command {
+	var name, endpoint, output string
+	cmd := &cobra.Command{
+		Use:   "diagnose",
+		Short: "Explain a failing or slow deployment: the failed step, the log lines, the cause and the fix",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" || endpoint == "" {
+				return &usageError{msg: "-n/--name and -e/--endpoint-name are required", hint: "moe online-deployment diagnose -n blue -e my-endpoint"}
+			}
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			rep, err := c.api.Diagnose(cmd.Context(), endpoint, name)
+			if err != nil {
+				return fmt.Errorf("diagnose deployment %q (endpoint %q): %w", name, endpoint, err)
+			}
+			if output != "text" {
+				return printOut(a.stdout, output, rep, nil, nil)
+			}
+			fmt.Fprintf(a.stdout, "Deployment %s (endpoint %s): %s\n", rep.Deployment, rep.Endpoint, rep.State)
+			if len(rep.Findings) == 0 {
+				fmt.Fprintln(a.stdout, "No problem found.")
+				return nil
+			}
+			for i, f := range rep.Findings {
+				fmt.Fprintf(a.stdout, "\n%d. [%s] %s\n", i+1, f.Step, f.Cause)
+				for _, e := range f.Evidence {
+					fmt.Fprintf(a.stdout, "     | %s\n", e)
+				}
+				fmt.Fprintf(a.stdout, "   Fix: %s\n", f.Fix)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&name, "name", "n", "", "deployment name")
+	cmd.Flags().StringVarP(&endpoint, "endpoint-name", "e", "", "endpoint name")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or yaml")
 	return cmd
 }

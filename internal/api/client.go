@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/moe-serving/moe/internal/diagnose"
 	"github.com/moe-serving/moe/internal/store"
 )
 
@@ -182,3 +183,9 @@ func (c *Client) PutArtifact(ctx context.Context, tarStream io.Reader) (string, 
 
 // Snapshot is a re-export for callers building DeploymentRequests.
 type Snapshot = store.Artifacts
+
+// Diagnose explains a deployment's failure or slowness.
+func (c *Client) Diagnose(ctx context.Context, endpoint, name string) (*diagnose.Report, error) {
+	var out diagnose.Report
+	return &out, c.doJSON(ctx, http.MethodGet, dep(endpoint, name)+"/diagnose", nil, &out)
+}

@@ -38,8 +38,11 @@ type Server struct {
 	// Instances reports a deployment's instances (the runner's view).
 	Instances func(endpoint, deployment string) []reconcile.Instance
 	// Logs returns a deployment's logs for get-logs.
-	Logs   func(endpoint, deployment, container string, tail int) (string, error)
-	Logger *slog.Logger
+	Logs func(endpoint, deployment, container string, tail int) (string, error)
+	// Counters reports what the gateway counted for a deployment (for
+	// diagnose); nil means no counts.
+	Counters func(endpoint, deployment string) Counters
+	Logger   *slog.Logger
 }
 
 // Handler returns the API's routes behind credential checks.
@@ -69,6 +72,7 @@ func (s *Server) Handler() http.Handler {
 	h("PUT /v1/endpoints/{endpoint}/deployments/{deployment}", s.updateDeployment)
 	h("DELETE /v1/endpoints/{endpoint}/deployments/{deployment}", s.deleteDeployment)
 	h("POST /v1/endpoints/{endpoint}/deployments/{deployment}/getLogs", s.getLogs)
+	h("GET /v1/endpoints/{endpoint}/deployments/{deployment}/diagnose", s.diagnose)
 	h("POST /v1/artifacts", s.putArtifact)
 	h("GET /v1/healthz", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -328,6 +328,9 @@ func (r *Runner) prepare(ctx context.Context, s reconcile.InstanceSpec, prov io.
 	envVars := rev.Spec.EnvironmentVariables
 	python, err := r.Env.Resolve(ctx, conda, envVars, prov)
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "environment") {
+			return nil, nil, err
+		}
 		return nil, nil, fmt.Errorf("environment: %w", err)
 	}
 	workers := 1
