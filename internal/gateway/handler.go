@@ -81,6 +81,12 @@ type exchange struct {
 	path       string     // the path forwarded to the instance
 	body       *limitBody // non-nil when the body is cut by MaxBytesReader
 	idHeader   []string   // x-request-id value, shared by response and upstream request
+	// for Observation
+	sent        time.Time     // when the request went to the instance
+	upstream    time.Duration // until the instance's answer headers
+	queue       time.Duration // waiting for an instance slot
+	modelStatus int
+	limit       string
 }
 
 type exchangeKey struct{}
@@ -110,7 +116,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	x := &exchange{r: r, start: time.Now()}
 	x.w.ResponseWriter = w
-	defer s.logAccess(x) // also runs when the proxy aborts with http.ErrAbortHandler
+	defer s.finish(x) // also runs when the proxy aborts with http.ErrAbortHandler
 	for _, step := range s.steps {
 		if err := step(x); err != nil {
 			s.writeError(x, err)
@@ -131,7 +137,16 @@ func (s *Server) forward(x *exchange) {
 		ctx, cancel = context.WithDeadlineCause(ctx, x.start.Add(d), errDeadline)
 		defer cancel()
 	}
+	x.sent = time.Now()
 	s.proxy.ServeHTTP(&x.w, x.r.WithContext(ctx))
+	if x.upstream == 0 {
+		x.upstream = time.Since(x.sent) // no answer: the time spent trying
+	}
+}
+
+func (s *Server) finish(x *exchange) {
+	s.logAccess(x)
+	s.observe(x)
 }
 
 func (s *Server) logAccess(x *exchange) {

@@ -59,6 +59,8 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 // answer so they appear once.
 func (s *Server) modifyResponse(resp *http.Response) error {
 	x := exchangeFrom(resp.Request.Context())
+	x.upstream = time.Since(x.sent)
+	x.modelStatus = resp.StatusCode
 	if x.bodyTooLarge() {
 		return s.errTooLarge // the model answered before the cut; the client still gets 413
 	}

@@ -46,6 +46,9 @@ type Config struct {
 	// IdleTimeout bounds a keep-alive connection between requests. Default
 	// 2 min.
 	IdleTimeout time.Duration
+	// Observer, if set, receives every finished scoring request (see
+	// Observation). It is called synchronously on the request's goroutine.
+	Observer func(*Observation)
 	// ShutdownDelay is how long Shutdown keeps serving, with /-/ready
 	// failing, before it closes the listeners, so that load balancers stop
 	// sending traffic first. Zero means no delay, right for a single local

@@ -1,0 +1,44 @@
+package gateway
+
+import "time"
+
+// Observation describes one finished scoring request, for metrics, the
+// console's charts, diagnose and the autoscaler. The gateway fills it from
+// the exchange without allocating and calls Config.Observer synchronously
+// at the end of every request (after the answer is written), so observers
+// must be fast and must not keep the pointer.
+type Observation struct {
+	Endpoint, Deployment, Instance string
+	// Status is what the client got; ModelStatus is the instance's own
+	// status (0 when no instance answered).
+	Status, ModelStatus int
+	// Limit names the limit that made the gateway refuse the request with
+	// 429 ("" otherwise), e.g. "max_concurrent_requests_per_instance".
+	Limit string
+	// Total is the whole request as the gateway saw it; Model is the time
+	// from sending to the instance until its answer's headers (host + run());
+	// Queue is the time spent waiting for an instance slot. Overhead is
+	// Total - Model.
+	Total, Model, Queue time.Duration
+	// Mirrored is set on observations of shadow copies (not sent to a client).
+	Mirrored bool
+}
+
+// Overhead is the gateway's share of the latency (auth, routing, queueing,
+// proxying).
+func (o *Observation) Overhead() time.Duration { return o.Total - o.Model }
+
+func (s *Server) observe(x *exchange) {
+	if s.cfg.Observer == nil {
+		return
+	}
+	o := Observation{
+		Endpoint: x.endpointName(), Deployment: x.deploymentName(),
+		Status: x.w.status, ModelStatus: x.modelStatus, Limit: x.limit,
+		Total: time.Since(x.start), Model: x.upstream, Queue: x.queue,
+	}
+	if x.instance != nil {
+		o.Instance = x.instance.ID
+	}
+	s.cfg.Observer(&o)
+}
