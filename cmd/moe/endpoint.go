@@ -349,7 +349,7 @@ func epInvoke(a *app) *cobra.Command {
 			if deployment != "" {
 				if _, ok := v.Traffic[strings.ToLower(deployment)]; !ok {
 					if _, ok := v.MirrorTraffic[strings.ToLower(deployment)]; !ok {
-						return fmt.Errorf("Deployment name %s not found for this endpoint", deployment)
+						return &exitError{code: 1, err: azureMessage("Deployment name " + deployment + " not found for this endpoint")}
 					}
 				}
 			}
@@ -485,3 +485,9 @@ func (a *app) waitFor(ctx context.Context, timeout time.Duration, poll func() (s
 		}
 	}
 }
+
+// azureMessage is an error whose text is Azure's own message, capitalised as
+// Azure writes it, so scripts matching on it keep working.
+type azureMessage string
+
+func (m azureMessage) Error() string { return string(m) }

@@ -44,7 +44,6 @@ type serveCmd struct {
 	tlsCert     string
 	tlsKey      string
 	tokenTTL    time.Duration
-	stopOnExit  bool
 
 	dir      string
 	logger   *slog.Logger

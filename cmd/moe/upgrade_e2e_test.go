@@ -489,6 +489,15 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		// the new deployment now scores differently: re-apply with an edited script
 		moetest.WriteFile(t, filepath.Join(art, "src", "score.py"), strings.Replace(v1ScoreScript, "return model.predict(data).tolist()", "return (model.predict(data) + 0.5).tolist()", 1))
 		apply(t)
+		// the route table follows the deployment's status by a moment
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, body := srv.Score(newURI, v1PrimaryKey, []byte(sampleRequest)); string(body) != oldAnswer {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the re-applied deployment still answers like the old script after 10s")
+			}
+		}
 		out, errOut, code := srv.CLI("upgrade", "verify", svcFile, "--keys", keysFile, "--requests", samples, "--old-uri", old.URI)
 		if code != 1 || !strings.Contains(out, "MISMATCH") || !strings.Contains(out, "3 requests: 0 match, 3 mismatch") || !strings.Contains(out, "$[0]") {
 			t.Errorf("verify after a change: exit %d\n%s\n%s", code, out, errOut)

@@ -129,7 +129,7 @@ func Diagnose(in Input) Report {
 	}
 	if in.Timeouts408 > 0 {
 		f := Finding{Step: StepServing, Cause: fmt.Sprintf("%d of %d requests took longer than request_timeout_ms (%d ms) and got 408", in.Timeouts408, in.Requests, in.RequestTimeoutMS),
-			Fix: fmt.Sprintf("raise request_settings.request_timeout_ms (max 180000), or make run() faster")}
+			Fix: "raise request_settings.request_timeout_ms (max 180000), or make run() faster"}
 		if in.ModelP99MS > 0 {
 			f.Cause += fmt.Sprintf("; model time p99 is %.0f ms", in.ModelP99MS)
 		}

@@ -100,19 +100,27 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	var errs []error
 	known := map[string]bool{}
 	var drains []Action
-	for _, d := range deps {
+	decs := make([]Decision, len(deps))
+	routed := make([]*store.Deployment, len(deps))
+	for i, d := range deps {
 		k := key(d.Endpoint, d.Name)
 		known[k] = true
-		dec := Plan(d, byDep[k], r.want(d, byDep[k]), newID(d.Name))
-		for _, a := range dec.Actions {
+		decs[i] = Plan(d, byDep[k], r.want(d, byDep[k]), newID(d.Name))
+		for _, a := range decs[i].Actions {
 			if a.Kind == ActStop && a.Drain {
 				drains = append(drains, a) // after the new routes are out
 				continue
 			}
 			r.apply(ctx, a)
 		}
-		if err := r.record(ctx, d, dec); err != nil {
-			errs = append(errs, err)
+		routed[i] = d
+		if decs[i].Promote {
+			// route to the promoted revision before the store says it is
+			// active, so a client that sees "Succeeded" reaches it
+			c := *d
+			rev := d.Desired
+			c.Active = &rev
+			routed[i] = &c
 		}
 	}
 	for _, in := range live {
@@ -121,19 +129,17 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		}
 	}
 	if r.OnRoutes != nil {
-		// Re-read after status updates so promotions route at once.
-		if deps2, err := r.Store.ListDeployments(ctx, ""); err == nil {
-			deps = deps2
-		}
-		if eps2, err := r.Store.ListEndpoints(ctx); err == nil {
-			eps = eps2
-		}
 		r.mu.Lock()
-		t, kerrs := BuildRoutes(eps, deps, r.Runner.Instances(), r.Keys, r.routes)
+		t, kerrs := BuildRoutes(eps, routed, r.Runner.Instances(), r.Keys, r.routes)
 		r.routes = t
 		r.mu.Unlock()
 		errs = append(errs, kerrs...)
 		r.OnRoutes(t)
+	}
+	for i, d := range deps {
+		if err := r.record(ctx, d, decs[i]); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, a := range drains {
 		r.apply(ctx, a)

@@ -2,13 +2,17 @@ package upgrade
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -88,15 +92,34 @@ func (f ApplierFunc) Apply(ctx context.Context, req ApplyRequest) (*Applied, err
 	return f(ctx, req)
 }
 
+// NewSide is how verify reaches the new endpoint: its scoring URI, a
+// credential for it and an HTTP client that can connect to it (trusting
+// the server's CA, resolving its scoring host names).
+type NewSide struct {
+	ScoringURI string
+	Credential string
+	Client     *http.Client
+}
+
+// NewSideResolver finds the endpoint named endpointName on the control plane
+// for verify, which uses what the flags leave out. An error means the
+// control plane cannot be asked; verify then falls back to the planned URI.
+type NewSideResolver func(ctx context.Context, endpointName string) (*NewSide, error)
+
 // CommandOption configures NewCommand.
 type CommandOption func(*command)
 
 // WithApplier adds the `apply` subcommand, backed by a.
 func WithApplier(a Applier) CommandOption { return func(c *command) { c.applier = a } }
 
+// WithNewSide lets verify find the new endpoint on the control plane when
+// --new-uri, --new-key or --new-ca are not given.
+func WithNewSide(f NewSideResolver) CommandOption { return func(c *command) { c.newSide = f } }
+
 type command struct {
 	stdout, stderr io.Writer
 	applier        Applier
+	newSide        NewSideResolver
 }
 
 // NewCommand returns the `upgrade` command: plan, export, verify, and apply
@@ -416,16 +439,19 @@ except an image-based one, which gets a skeleton endpoint.yml/deployment.yml.`,
 
 func (c *command) verifyCmd() *cobra.Command {
 	var pf planFlags
-	var requests, oldURI, oldKey, newURI, newKey, output string
+	var requests, oldURI, oldKey, newURI, newKey, newCA, output string
 	var tolerance float64
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "verify FILE --requests samples.jsonl",
 		Short: "Replay requests against the old and the new scoring URI and compare answers",
 		Long: `Send each request of a JSONL file (one JSON body per line) to the old scoring URI
 and to the new one, compare status codes and JSON bodies (numbers within
---tolerance), and print a parity report. Exits 1 on any mismatch. The URIs
-default to the service's scoring URI and the planned new one; the old key
-defaults to the primary key of --keys.`,
+--tolerance), and print a parity report. Exits 1 on any mismatch. The old URI
+defaults to the service's scoring URI and the old key to the primary key of
+--keys. The new URI, its key and the CA to trust default to what the moe
+server in --data-dir knows about the endpoint (else the planned URI,
+$MOE_NEW_KEY or the kept primary key, and the system's CAs).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if requests == "" {
@@ -440,15 +466,18 @@ defaults to the primary key of --keys.`,
 			}
 			r := Plan(svc, pf.options())
 			oldURI = firstNonEmpty(oldURI, svc.ScoringURI)
-			newURI = firstNonEmpty(newURI, r.NewScoringURI)
 			if oldURI == "" {
 				return errors.New("the service has no scoring URI: pass --old-uri")
 			}
 			if oldKey == "" && svc.Keys != nil {
 				oldKey = svc.Keys.PrimaryKey
 			}
-			if newKey == "" {
-				newKey = os.Getenv("MOE_NEW_KEY")
+			newKey = firstNonEmpty(newKey, os.Getenv("MOE_NEW_KEY"))
+			var client *http.Client
+			if newCA != "" {
+				if client, err = clientTrusting(newCA); err != nil {
+					return err
+				}
 			}
 			f, err := os.Open(requests)
 			if err != nil {
@@ -456,7 +485,32 @@ defaults to the primary key of --keys.`,
 			}
 			defer f.Close()
 			cmd.SilenceUsage = true
-			rep, err := Verify(cmd.Context(), f, Target{URI: oldURI, Credential: oldKey}, Target{URI: newURI, Credential: newKey}, VerifyOptions{Tolerance: tolerance})
+			if c.newSide != nil && (newURI == "" || newKey == "" || client == nil) {
+				ns, err := c.newSide(cmd.Context(), r.Endpoint.Name)
+				switch {
+				case err != nil && newURI == "":
+					fmt.Fprintf(c.stderr, "note: cannot look up endpoint %s on the moe server (%v): using the planned scoring URI\n", r.Endpoint.Name, err)
+				case err == nil:
+					if newURI == "" && ns.ScoringURI == "" {
+						fmt.Fprintf(c.stderr, "note: endpoint %s is not on the moe server (run apply first?): using the planned scoring URI\n", r.Endpoint.Name)
+					}
+					newURI = firstNonEmpty(newURI, ns.ScoringURI)
+					newKey = firstNonEmpty(newKey, ns.Credential)
+					if client == nil {
+						client = ns.Client
+					}
+				}
+			}
+			newURI = firstNonEmpty(newURI, r.NewScoringURI)
+			if newKey == "" && r.Keys != nil && r.Endpoint.AuthMode == spec.AuthKey {
+				newKey = r.Keys.PrimaryKey // apply keeps it
+			}
+			if client == nil {
+				client = &http.Client{}
+			}
+			cl := *client
+			cl.Timeout = timeout
+			rep, err := Verify(cmd.Context(), f, Target{URI: oldURI, Credential: oldKey}, Target{URI: newURI, Credential: newKey}, VerifyOptions{Tolerance: tolerance, Client: &cl})
 			if err != nil {
 				return err
 			}
@@ -480,7 +534,9 @@ defaults to the primary key of --keys.`,
 	cmd.Flags().StringVar(&oldURI, "old-uri", "", "old scoring URI (default: the service's scoringUri)")
 	cmd.Flags().StringVar(&oldKey, "old-key", "", "key or token for the old service (default: --keys primary key)")
 	cmd.Flags().StringVar(&newURI, "new-uri", "", "new scoring URI (default: the planned one)")
-	cmd.Flags().StringVar(&newKey, "new-key", "", "key or token for the new endpoint (default: $MOE_NEW_KEY)")
+	cmd.Flags().StringVar(&newKey, "new-key", "", "key or token for the new endpoint (default: $MOE_NEW_KEY, else the endpoint's primary key)")
+	cmd.Flags().StringVar(&newCA, "new-ca", "", "PEM file of CA certificates to trust for the new URI, besides the system's (default: the moe server's CA)")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "time limit of each request")
 	cmd.Flags().Float64Var(&tolerance, "tolerance", 0, "largest absolute difference allowed between numbers")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
@@ -571,6 +627,29 @@ func PrepareApply(r *Result, artifacts string) (req *ApplyRequest, cleanup func(
 		cleanup()
 		cleanup = func() {}
 	}
-	r.Findings = append(r.Findings, e.Findings...)
+	for _, f := range e.Findings {
+		if !strings.HasPrefix(f.Code, "arm-") { // about the ARM files, which apply does not write
+			r.Findings = append(r.Findings, f)
+		}
+	}
 	return req, cleanup, nil
+}
+
+// clientTrusting returns an HTTP client that trusts the system's CAs and the
+// certificates of the PEM file caFile.
+func clientTrusting(caFile string) (*http.Client, error) {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--new-ca: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("--new-ca: %s holds no PEM certificate", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
 }
