@@ -39,6 +39,9 @@ type Server struct {
 	Instances func(endpoint, deployment string) []reconcile.Instance
 	// Logs returns a deployment's logs for get-logs.
 	Logs func(endpoint, deployment, container string, tail int) (string, error)
+	// Extra are more routes served behind the same credential check (the
+	// console's invoke and stats routes).
+	Extra map[string]http.Handler
 	// Counters reports what the gateway counted for a deployment (for
 	// diagnose); nil means no counts.
 	Counters func(endpoint, deployment string) Counters
@@ -77,6 +80,9 @@ func (s *Server) Handler() http.Handler {
 	h("GET /v1/healthz", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	for pattern, handler := range s.Extra {
+		mux.Handle(pattern, handler)
+	}
 	return s.authenticate(mux)
 }
 
