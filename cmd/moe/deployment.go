@@ -160,7 +160,8 @@ func depCreate(a *app, update bool) *cobra.Command {
 					state := fmt.Sprintf("%s %d/%d ready", cur.ProvisioningState, cur.ReadyInstances, cur.TotalInstances)
 					switch cur.ProvisioningState {
 					case spec.StateSucceeded:
-						return state, cur.ActiveGeneration >= gen, nil
+						// scaling keeps the generation: wait for the count too
+						return state, cur.ActiveGeneration >= gen && cur.ReadyInstances >= wantReady(&cur.Deployment), nil
 					case spec.StateFailed:
 						return state, true, nil
 					}
@@ -364,4 +365,12 @@ func depDiagnose(a *app) *cobra.Command {
 	cmd.Flags().StringVarP(&endpoint, "endpoint-name", "e", "", "endpoint name")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or yaml")
 	return cmd
+}
+
+// wantReady is how many ready instances a finished create/update has.
+func wantReady(d *spec.Deployment) int {
+	if ss := d.ScaleSettings; ss != nil && ss.Type == spec.ScaleTargetUtilization {
+		return max(ss.MinInstances, 1)
+	}
+	return max(d.InstanceCount, 1)
 }
