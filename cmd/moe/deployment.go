@@ -140,6 +140,10 @@ func depCreate(a *app, update bool) *cobra.Command {
 					return fmt.Errorf("deployment %q: %w", d.Name, err)
 				}
 			}
+			pr := newProgress(a.stderr)
+			if !f.noWait {
+				pr.provisioningSteps(ctx, c.api, d.EndpointName, d.Name) // baseline: lines already there
+			}
 			var v *api.DeploymentView
 			if update {
 				v, err = c.api.UpdateDeployment(ctx, d.EndpointName, d.Name, req)
@@ -151,24 +155,28 @@ func depCreate(a *app, update bool) *cobra.Command {
 			}
 			if !f.noWait {
 				gen := v.Generation
-				err := a.waitFor(ctx, 15*time.Minute, func() (string, bool, error) {
+				deadline := time.Now().Add(15 * time.Minute)
+				for {
 					cur, err := c.api.GetDeployment(ctx, d.EndpointName, d.Name)
 					if err != nil {
-						return "", false, err
+						return err
 					}
 					v = cur
-					state := fmt.Sprintf("%s %d/%d ready", cur.ProvisioningState, cur.ReadyInstances, cur.TotalInstances)
-					switch cur.ProvisioningState {
-					case spec.StateSucceeded:
-						// scaling keeps the generation: wait for the count too
-						return state, cur.ActiveGeneration >= gen && cur.ReadyInstances >= wantReady(&cur.Deployment), nil
-					case spec.StateFailed:
-						return state, true, nil
+					pr.provisioningSteps(ctx, c.api, d.EndpointName, d.Name)
+					pr.set(fmt.Sprintf("%s: %d/%d instances ready", cur.ProvisioningState, cur.ReadyInstances, wantReady(&cur.Deployment)))
+					if cur.ProvisioningState == spec.StateFailed ||
+						cur.ProvisioningState == spec.StateSucceeded && cur.ActiveGeneration >= gen && cur.ReadyInstances >= wantReady(&cur.Deployment) {
+						pr.done(cur.ProvisioningState)
+						break
 					}
-					return state, false, nil
-				})
-				if err != nil {
-					return err
+					if time.Now().After(deadline) {
+						return fmt.Errorf("deployment %q still %s after 15m; check again with show", d.Name, cur.ProvisioningState)
+					}
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(150 * time.Millisecond):
+					}
 				}
 				if v.ProvisioningState == spec.StateFailed {
 					printOut(a.stdout, f.output, v, deploymentHeader, deploymentRows([]*api.DeploymentView{v}))

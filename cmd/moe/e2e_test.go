@@ -95,8 +95,17 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	start := time.Now()
-	srv.MustCLI("online-deployment", "create", "-f", y("blue"), "--all-traffic")
+	_, progressOut, code := srv.CLI("online-deployment", "create", "-f", y("blue"), "--all-traffic")
+	if code != 0 {
+		t.Fatalf("create blue: exit %d\n%s", code, progressOut)
+	}
 	t.Logf("blue created and ready in %s", time.Since(start))
+	// not a terminal: the progress display is plain lines, one per step
+	for _, step := range []string{"model snapshot", "environment ready", "starting model host", "Succeeded: 1/1 instances ready"} {
+		if !strings.Contains(progressOut, step) {
+			t.Errorf("create progress lacks %q:\n%s", step, progressOut)
+		}
+	}
 	primary, secondary := srv.Keys("my-endpoint")
 	url := srv.ScoringURL("my-endpoint")
 
