@@ -12,8 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -21,10 +26,14 @@ import (
 	"github.com/moe-serving/moe/internal/artifact"
 	"github.com/moe-serving/moe/internal/auth"
 	"github.com/moe-serving/moe/internal/gateway"
+	"github.com/moe-serving/moe/internal/metrics"
+	"github.com/moe-serving/moe/internal/oidc"
 	"github.com/moe-serving/moe/internal/pki"
 	"github.com/moe-serving/moe/internal/pyenv"
 	"github.com/moe-serving/moe/internal/reconcile"
 	"github.com/moe-serving/moe/internal/runner/local"
+	"github.com/moe-serving/moe/internal/store"
+	"github.com/moe-serving/moe/internal/store/postgres"
 	"github.com/moe-serving/moe/internal/store/sqlite"
 )
 
@@ -35,6 +44,8 @@ type serveCmd struct {
 	app         *app
 	apiAddr     string
 	gatewayAddr string
+	adminAddr   string
+	adminSet    bool // --admin-addr given: a busy port is an error, not a fallback
 	region      string
 	domain      string
 	python      string
@@ -44,6 +55,9 @@ type serveCmd struct {
 	tlsCert     string
 	tlsKey      string
 	tokenTTL    time.Duration
+	oidc        oidc.Config
+	oidcClaim   string
+	verifier    *oidc.Verifier
 
 	dir      string
 	logger   *slog.Logger
@@ -59,6 +73,12 @@ type serveCmd struct {
 	apiSrv   *http.Server
 	apiLn    net.Listener
 	gwLn     net.Listener
+
+	registry  *prometheus.Registry
+	metrics   *metrics.Metrics
+	observers []func(*gateway.Observation) // see observe
+	adminSrv  *http.Server
+	adminLn   net.Listener // nil when --admin-addr is empty
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -68,14 +88,17 @@ func newServeCmd(a *app) *cobra.Command {
 		Short: "Run the control plane, gateway and local runner (embedded defaults)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			s.adminSet = cmd.Flags().Changed("admin-addr")
 			return s.run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&s.apiAddr, "api-addr", "127.0.0.1:8442", "control-plane API listen address (port 0 picks a free port)")
 	f.StringVar(&s.gatewayAddr, "gateway-addr", "127.0.0.1:8443", "scoring gateway listen address (port 0 picks a free port)")
+	f.StringVar(&s.adminAddr, "admin-addr", "127.0.0.1:9464", "admin listener, plain HTTP: /metrics (Prometheus) and /-/healthz (port 0 picks a free port; empty disables it)")
 	f.StringVar(&s.region, "region", "local", "region label of scoring hosts: <endpoint>.<region>.inference.<domain>")
 	f.StringVar(&s.domain, "domain", "localhost", "domain of scoring hosts")
+	f.StringVar(&s.storeURL, "store", os.Getenv("MOE_STORE"), "state store: empty for SQLite in the data dir, or a postgres:// URL (env MOE_STORE) so several servers share one state")
 	f.StringVar(&s.python, "python", os.Getenv("MOE_PYTHON"), "use this Python interpreter for every deployment (env MOE_PYTHON); default: resolve from each conda file")
 	f.StringVar(&s.wheelDir, "wheel-dir", os.Getenv("MOE_WHEEL_DIR"), "local wheel folder for offline environment builds (env MOE_WHEEL_DIR)")
 	f.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
@@ -83,6 +106,11 @@ func newServeCmd(a *app) *cobra.Command {
 	f.StringVar(&s.tlsCert, "tls-cert", "", "serve this certificate (PEM) instead of the generated one; reloaded when it changes")
 	f.StringVar(&s.tlsKey, "tls-key", "", "private key (PEM) for --tls-cert")
 	f.DurationVar(&s.tokenTTL, "token-ttl", time.Hour, "lifetime of aml_token access tokens")
+	f.StringVar(&s.oidc.Issuer, "oidc-issuer", "", "aad_token endpoints accept JWTs from this OIDC issuer (its iss claim), e.g. https://login.microsoftonline.com/<tenant>/v2.0")
+	f.StringVar(&s.oidc.JWKSURL, "oidc-jwks-url", "", "the issuer's JWKS URL (keys are cached and refreshed)")
+	f.StringVar(&s.oidc.JWKSFile, "oidc-jwks-file", "", "a local JWKS file instead of --oidc-jwks-url (reloaded when it changes)")
+	f.StringVar(&s.oidc.Audience, "oidc-audience", "https://ml.azure.com", "the aud a token must carry")
+	f.StringVar(&s.oidcClaim, "oidc-required-claim", "", `a claim the token must hold, as name=value (e.g. "roles=scorer")`)
 	return cmd
 }
 
@@ -92,7 +120,7 @@ func (s *serveCmd) run(ctx context.Context) (err error) {
 			err = cerr
 		}
 	}()
-	for _, step := range []func() error{s.initDir, s.initLogger, s.initSecrets, s.initPKI, s.initStore, s.initRunner, s.initGateway, s.initAPI, s.initListeners} {
+	for _, step := range []func() error{s.initDir, s.initLogger, s.initSecrets, s.initPKI, s.initOIDC, s.initStore, s.initRunner, s.initMetrics, s.initGateway, s.initAPI, s.initListeners} {
 		if err := step(); err != nil {
 			return err
 		}
@@ -169,7 +197,16 @@ func (s *serveCmd) initPKI() error {
 
 func (s *serveCmd) initStore() error {
 	var err error
-	s.store, err = sqlite.Open(filepath.Join(s.dir, "moe.db"))
+	switch {
+	case s.storeURL == "":
+		s.store, err = sqlite.Open(filepath.Join(s.dir, "moe.db"))
+	case strings.HasPrefix(s.storeURL, "postgres://") || strings.HasPrefix(s.storeURL, "postgresql://"):
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s.store, err = postgres.Open(ctx, s.storeURL)
+	default:
+		return &usageError{msg: "--store must be empty (SQLite) or a postgres:// URL", hint: "--store postgres://moe@127.0.0.1:5432/moe"}
+	}
 	return err
 }
 
@@ -189,14 +226,83 @@ func (s *serveCmd) initRunner() error {
 	return nil
 }
 
+// initMetrics builds the Prometheus registry behind the admin listener's
+// /metrics and moe's metrics in it, and makes them a gateway observer.
+func (s *serveCmd) initMetrics() error {
+	s.registry = prometheus.NewRegistry()
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var err error
+	s.metrics, err = metrics.New(s.registry, metrics.Config{
+		Routes: func() *gateway.Table {
+			if s.recon == nil {
+				return nil
+			}
+			return s.recon.Routes()
+		},
+		Instances: s.runner.Instances,
+		Usage: func() []metrics.Usage {
+			us := s.runner.Usage()
+			out := make([]metrics.Usage, len(us))
+			for i, u := range us {
+				out[i] = metrics.Usage(u)
+			}
+			return out
+		},
+		Mirror: func(endpoint string) (sent, dropped, failed uint64) { return s.gw.MirrorStats(endpoint) },
+	})
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	s.observers = append(s.observers, s.metrics.Observe)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn), Registry: s.registry}))
+	mux.HandleFunc("GET /-/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)}
+	return nil
+}
+
+// observe is the gateway's Observer: it hands every finished scoring
+// request to each of s.observers in turn, on the request's goroutine.
+func (s *serveCmd) observe(o *gateway.Observation) {
+	for _, f := range s.observers {
+		f(o)
+	}
+}
+
+func (s *serveCmd) initOIDC() error {
+	if s.oidc.Issuer == "" {
+		return nil
+	}
+	s.oidc.RequiredClaim = s.oidcClaim
+	s.oidc.Logger = s.logger.With("component", "oidc")
+	v, err := oidc.New(s.oidc)
+	if err != nil {
+		return &usageError{msg: fmt.Sprintf("--oidc-*: %v", err), hint: "--oidc-issuer URL --oidc-jwks-url URL [--oidc-audience AUD]"}
+	}
+	s.verifier = v
+	return nil
+}
+
 func (s *serveCmd) initGateway() error {
 	s.gw = gateway.New(gateway.Config{
 		Region: s.region, Domain: s.domain, Logger: s.logger.With("component", "gateway"),
+		Observer: s.observe,
 		VerifyToken: func(endpoint, mode, token string) error {
-			if mode != "aml_token" {
-				return errors.New("aad_token endpoints need an OIDC issuer, which is not configured")
+			if mode == "aml_token" {
+				return s.signer.Verify(token, endpoint, time.Now())
 			}
-			return s.signer.Verify(token, endpoint, time.Now())
+			if s.verifier == nil {
+				return errors.New("aad_token endpoints need an OIDC issuer: start moe serve with --oidc-issuer and --oidc-jwks-url")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := s.verifier.Verify(ctx, token)
+			return err
 		},
 	})
 	return nil
@@ -216,8 +322,9 @@ func (s *serveCmd) initAPI() error {
 			}
 			return out
 		},
-		Logs:   s.runner.Logs,
-		Logger: s.logger.With("component", "api"),
+		Logs:     s.runner.Logs,
+		Counters: s.metrics.Counters,
+		Logger:   s.logger.With("component", "api"),
 	}
 	s.recon = &reconcile.Reconciler{Store: s.store, Runner: s.runner, Keys: srv.OpenKeys, OnRoutes: s.gw.SetRoutes,
 		Logger: s.logger.With("component", "reconciler")}
@@ -242,6 +349,20 @@ func (s *serveCmd) initListeners() error {
 		return fmt.Errorf("gateway listener: %w", err)
 	}
 	info := serverInfo{API: "https://" + s.apiLn.Addr().String(), Gateway: s.gwLn.Addr().String(), Region: s.region, Domain: s.domain, PID: os.Getpid()}
+	if s.adminAddr != "" {
+		if s.adminLn, err = net.Listen("tcp", s.adminAddr); errors.Is(err, syscall.EADDRINUSE) && !s.adminSet {
+			// the default port is taken (another moe serve, a test):
+			// metrics move rather than the server failing
+			s.adminLn, err = net.Listen("tcp", "127.0.0.1:0")
+			if err == nil {
+				s.logger.Warn("admin listener: default address "+s.adminAddr+" is in use; serving /metrics on "+s.adminLn.Addr().String()+" instead (set --admin-addr)", "admin", s.adminLn.Addr().String())
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		info.Admin = "http://" + s.adminLn.Addr().String()
+	}
 	b, _ := json.MarshalIndent(info, "", "  ")
 	tmp := filepath.Join(s.dir, serverInfoFile+".tmp")
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
@@ -269,8 +390,19 @@ func (s *serveCmd) serve(ctx context.Context) error {
 		}
 		return fmt.Errorf("gateway: %w", err)
 	})
+	if s.adminLn != nil {
+		g.Go(func() error {
+			if err := s.adminSrv.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { return s.recon.Run(gctx) })
 	g.Go(func() error { return s.ca.Run(gctx) })
+	if s.verifier != nil {
+		g.Go(func() error { return s.verifier.Run(gctx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		s.logger.Info("shutting down: draining the gateway, then stopping instances")
@@ -278,6 +410,7 @@ func (s *serveCmd) serve(ctx context.Context) error {
 		defer cancel()
 		s.gw.Shutdown(sctx)
 		s.apiSrv.Shutdown(sctx)
+		s.adminSrv.Shutdown(sctx)
 		return nil
 	})
 	s.logger.Info("moe is serving", "api", "https://"+s.apiLn.Addr().String(), "gateway", "https://"+s.gwLn.Addr().String(),

@@ -1,5 +1,5 @@
 // Package store defines moe's persistent state and the Store contract that
-// its implementations (sqlite, later postgres) satisfy; storetest holds the
+// its implementations (sqlite, postgres) satisfy; storetest holds the
 // conformance suite every implementation must pass.
 package store
 

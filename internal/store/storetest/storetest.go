@@ -5,6 +5,8 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,10 +16,16 @@ import (
 
 // Opener opens a fresh, empty store for one subtest. Reopen, if the
 // implementation supports it, reopens the same store after Close (for
-// durability checks); it may be nil.
+// durability checks); it may be nil. OpenReplica, if the implementation
+// serves several processes at once, opens a second Store on the same data
+// as s, as another replica would (its own connections and listener); the
+// suite then checks that writes on one wake Subscribe on the other within
+// a second and that optimistic concurrency holds across them. It may be
+// nil.
 type Opener struct {
-	Open   func(t *testing.T) store.Store
-	Reopen func(t *testing.T, old store.Store) store.Store
+	Open        func(t *testing.T) store.Store
+	Reopen      func(t *testing.T, old store.Store) store.Store
+	OpenReplica func(t *testing.T, s store.Store) store.Store
 }
 
 func ep(name string) *store.Endpoint {
@@ -174,5 +182,163 @@ func Run(t *testing.T, o Opener) {
 				t.Fatalf("after reopen: %v", err)
 			}
 		})
+	}
+	t.Run("ConcurrentUpdates", func(t *testing.T) {
+		s := o.Open(t)
+		concurrentUpdates(t, s, s)
+	})
+	if o.OpenReplica != nil {
+		t.Run("Replicas", func(t *testing.T) { replicas(t, o) })
+	}
+}
+
+// waitNotified fails t unless ch fires within a second.
+func waitNotified(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(time.Second):
+		t.Fatalf("no change notification within 1s after %s", what)
+	}
+}
+
+// drain empties a subscription of wake-ups that are already pending.
+func drain(ch <-chan struct{}) {
+	for {
+		select {
+		case <-ch:
+		case <-time.After(20 * time.Millisecond):
+			return
+		}
+	}
+}
+
+// concurrentUpdates has goroutines on each store increment one counter
+// with read-modify-write, retrying on ErrConflict; no increment may be
+// lost.
+func concurrentUpdates(t *testing.T, stores ...store.Store) {
+	ctx := context.Background()
+	if err := stores[0].CreateEndpoint(ctx, ep("counter")); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 4, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*len(stores))
+	for _, s := range stores {
+		for range workers {
+			wg.Go(func() {
+				for i := 0; i < each; {
+					e, err := s.GetEndpoint(ctx, "counter")
+					if err != nil {
+						errs <- err
+						return
+					}
+					if e.Spec.Traffic == nil {
+						e.Spec.Traffic = map[string]int{}
+					}
+					e.Spec.Traffic["blue"]++
+					switch err := s.UpdateEndpoint(ctx, e); {
+					case errors.Is(err, store.ErrConflict):
+					case err != nil:
+						errs <- err
+						return
+					default:
+						i++
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	e, err := stores[0].GetEndpoint(ctx, "counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := workers * each * len(stores)
+	if e.Spec.Traffic["blue"] != want || e.Version != int64(want)+1 {
+		t.Errorf("counter = %d at version %d, want %d at version %d (lost updates)", e.Spec.Traffic["blue"], e.Version, want, want+1)
+	}
+}
+
+func replicas(t *testing.T, o Opener) {
+	ctx := context.Background()
+	a := o.Open(t)
+	b := o.OpenReplica(t, a)
+	chA, stopA := a.Subscribe()
+	defer stopA()
+	chB, stopB := b.Subscribe()
+	defer stopB()
+
+	// A write on one replica wakes the other, and the other reads it.
+	if err := a.CreateEndpoint(ctx, ep("alpha")); err != nil {
+		t.Fatal(err)
+	}
+	waitNotified(t, chB, "create endpoint on the other replica")
+	if _, err := b.GetEndpoint(ctx, "alpha"); err != nil {
+		t.Fatalf("replica b: %v", err)
+	}
+	if err := b.CreateDeployment(ctx, dep("alpha", "blue")); err != nil {
+		t.Fatal(err)
+	}
+	waitNotified(t, chA, "create deployment on the other replica")
+
+	// Optimistic concurrency across replicas: both read version 1, the
+	// first writer wins, the second gets ErrConflict.
+	ea, _ := a.GetEndpoint(ctx, "alpha")
+	eb, _ := b.GetEndpoint(ctx, "alpha")
+	ea.State, eb.State = spec.StateUpdating, spec.StateDeleting
+	if err := a.UpdateEndpoint(ctx, ea); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.UpdateEndpoint(ctx, eb); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("stale endpoint update on replica b: got %v, want ErrConflict", err)
+	}
+	da, _ := a.GetDeployment(ctx, "alpha", "blue")
+	db, _ := b.GetDeployment(ctx, "alpha", "blue")
+	if err := b.UpdateDeployment(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.UpdateDeployment(ctx, da); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("stale deployment update on replica a: got %v, want ErrConflict", err)
+	}
+
+	// A delete on one replica is seen by the other.
+	drain(chB)
+	if err := a.DeleteEndpoint(ctx, "alpha"); err != nil {
+		t.Fatal(err)
+	}
+	waitNotified(t, chB, "delete endpoint on the other replica")
+	if err := b.UpdateDeployment(ctx, db); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("update of a deployment deleted on replica a: got %v, want ErrNotFound", err)
+	}
+
+	// A failed write on one replica wakes nobody on the other.
+	drain(chA)
+	drain(chB)
+	if err := a.CreateDeployment(ctx, dep("alpha", "green")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deployment of a deleted endpoint: got %v, want ErrNotFound", err)
+	}
+	select {
+	case <-chB:
+		t.Error("replica b notified for a failed write on replica a")
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	// Read-modify-write from both replicas at once loses nothing.
+	concurrentUpdates(t, a, b)
+
+	// Every subscriber on every replica is woken, many times over.
+	for i := range 3 {
+		drain(chA)
+		drain(chB)
+		if err := b.CreateEndpoint(ctx, ep(fmt.Sprintf("e%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		waitNotified(t, chA, fmt.Sprintf("create endpoint e%d on the other replica", i))
+		waitNotified(t, chB, fmt.Sprintf("create endpoint e%d on this replica", i))
 	}
 }
