@@ -66,7 +66,8 @@ type serveCmd struct {
 	box      *auth.Box
 	signer   *auth.Signer
 	ca       *pki.Authority
-	store    *sqlite.Store
+	store    store.Store
+	storeURL string
 	runner   *local.Runner
 	gw       *gateway.Server
 	recon    *reconcile.Reconciler
