@@ -54,6 +54,10 @@ type serverInfo struct {
 	Region  string `json:"region"`
 	Domain  string `json:"domain"`
 	PID     int    `json:"pid"`
+
+	// Admin is the admin listener's base URL (http://host:port, serving
+	// /metrics and /-/healthz); empty when --admin-addr is empty.
+	Admin string `json:"admin,omitempty"`
 }
 
 const serverInfoFile = "server.json"
