@@ -119,8 +119,11 @@ func TestChaosUnderLoad(t *testing.T) {
 	srv := moetest.Start(t, dataDir, "--python", python)
 	y := func(name string) string { return filepath.Join(proj, "yaml", name+".yml") }
 	srv.MustCLI("online-endpoint", "create", "-f", y("endpoint"))
-	srv.MustCLI("online-deployment", "create", "-f", y("blue"), "--all-traffic")
-	srv.MustCLI("online-deployment", "create", "-f", y("green"))
+	// 4 concurrent clients: allow 4 in flight per instance (Azure's cap is
+	// 2 × max_concurrent × instances; with the default of 1 they would get 429)
+	conc := "request_settings.max_concurrent_requests_per_instance=4"
+	srv.MustCLI("online-deployment", "create", "-f", y("blue"), "--all-traffic", "--set", conc)
+	srv.MustCLI("online-deployment", "create", "-f", y("green"), "--set", conc)
 	key, _ := srv.Keys("my-endpoint")
 	url := srv.ScoringURL("my-endpoint")
 
@@ -140,7 +143,7 @@ func TestChaosUnderLoad(t *testing.T) {
 		moetest.WriteFile(t, filepath.Join(proj, "code", "blue", "version.txt"), "2")
 		l := startLoad(t, srv, url, key, 4)
 		time.Sleep(300 * time.Millisecond)
-		srv.MustCLI("online-deployment", "update", "-f", y("blue"))
+		srv.MustCLI("online-deployment", "update", "-f", y("blue"), "--set", conc)
 		time.Sleep(1500 * time.Millisecond) // past the drain of the old instance
 		l.expectNoFailures(t, "rolling update")
 	})

@@ -148,6 +148,13 @@ func (m *Metrics) Observe(o *gateway.Observation) {
 	if reachedModel {
 		s.record(o.Model)
 	}
+	timeout := o.Status == 408 && o.ModelStatus == 0 // a model's own 408 is not a timeout
+	switch {
+	case o.Status == 429:
+		s.rejected429.Add(1)
+	case timeout:
+		s.timeouts.Add(1)
+	}
 	if o.Mirrored {
 		s.mirrorCounter(o.Status).Inc()
 		return
@@ -163,14 +170,12 @@ func (m *Metrics) Observe(o *gateway.Observation) {
 	}
 	switch {
 	case o.Status == 429:
-		s.rejected429.Add(1)
 		limit := o.Limit
 		if limit == "" {
 			limit = reasonUnknownLimit
 		}
 		s.rejectedCounter(limit).Inc()
-	case o.Status == 408 && o.ModelStatus == 0: // a model's own 408 is not a timeout
-		s.timeouts.Add(1)
+	case timeout:
 		s.rejectedCounter(ReasonTimeout).Inc()
 	}
 }

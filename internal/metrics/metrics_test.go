@@ -42,6 +42,7 @@ func script() []gateway.Observation {
 		gateway.Observation{Endpoint: "ep", Deployment: "blue", Instance: "blue-0", Status: 429, Limit: "max_concurrent_requests_per_instance", Total: 2 * ms, Queue: ms},
 		gateway.Observation{Endpoint: "ep", Deployment: "blue", Status: 429, Total: ms},
 		gateway.Observation{Endpoint: "ep", Deployment: "green", Instance: "green-0", Status: 200, ModelStatus: 200, Total: 3 * ms, Model: 2 * ms, Mirrored: true},
+		gateway.Observation{Endpoint: "ep", Deployment: "green", Instance: "green-0", Status: 408, Total: 300 * ms, Model: 299 * ms, Mirrored: true},
 		// a model's own 408, passed through: not a gateway timeout
 		gateway.Observation{Endpoint: "ep", Deployment: "blue", Instance: "blue-0", Status: 408, ModelStatus: 408, Total: 5 * ms, Model: 4 * ms},
 	)
@@ -71,6 +72,7 @@ moe_requests_rejected_total{deployment="blue",endpoint="ep",reason="unknown"} 1
 # HELP moe_mirror_responses_total Shadow copies of scoring requests answered by a mirror deployment, by status code.
 # TYPE moe_mirror_responses_total counter
 moe_mirror_responses_total{code="200",deployment="green",endpoint="ep"} 1
+moe_mirror_responses_total{code="408",deployment="green",endpoint="ep"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "moe_requests_total", "moe_requests_rejected_total", "moe_mirror_responses_total"); err != nil {
 		t.Error(err)
@@ -140,8 +142,8 @@ func TestMetrics_Counters(t *testing.T) {
 	if got != want {
 		t.Errorf("Counters(ep, blue) = %+v, want %+v", got, want)
 	}
-	if got := m.Counters("ep", "green"); got.Requests != 1 || got.ModelP99MS != 2 {
-		t.Errorf("Counters(ep, green) = %+v, want the shadow copy counted", got)
+	if got, want := m.Counters("ep", "green"), (api.Counters{Requests: 2, Timeouts408: 1, ModelP99MS: 299}); got != want {
+		t.Errorf("Counters(ep, green) = %+v, want the shadow copies counted: %+v", got, want)
 	}
 	if got := m.Counters("ep", "nope"); got != (api.Counters{}) {
 		t.Errorf("Counters of an unseen deployment = %+v, want zero", got)

@@ -107,7 +107,7 @@ func Start(t testing.TB, dir string, args ...string) *Server {
 	bin := Binary(t)
 	os.MkdirAll(dir, 0o700)
 	os.Remove(filepath.Join(dir, "server.json"))
-	all := append([]string{"serve", "--data-dir", dir, "--api-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0", "--log-level", "debug"}, args...)
+	all := append([]string{"serve", "--data-dir", dir, "--api-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "debug"}, args...)
 	cmd := exec.Command(bin, all...)
 	s := &Server{Dir: dir, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{}), t: t}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
