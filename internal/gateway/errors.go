@@ -17,6 +17,9 @@ type statusError struct {
 	reason  string
 	message string
 	cause   error
+	// limit, if set, names the limit that refused the request (429): sent
+	// as x-moe-limit with Retry-After: 1, and reported in the Observation.
+	limit string
 }
 
 func (e *statusError) Error() string {
@@ -29,10 +32,26 @@ func (e *statusError) Error() string {
 func (e *statusError) Unwrap() error { return e.cause }
 
 // Values of the ms-azureml-model-error-reason header, as seen on Azure.
+// too_many_pending_requests and rate_limited are moe's names for Azure's
+// two kinds of 429 (an unofficial envoy filter spells the first one
+// too_many_pending_request).
 const (
-	reasonModelError    = "model_error"
-	reasonModelNotReady = "model_not_ready"
+	reasonModelError       = "model_error"
+	reasonModelNotReady    = "model_not_ready"
+	reasonTooManyPending   = "too_many_pending_requests"
+	reasonRateLimited      = "rate_limited"
+	limitConcurrency       = "max_concurrent_requests_per_instance"
+	limitRequestsPerSecond = "max_requests_per_second"
 )
+
+// Headers of a 429. Every limit the gateway enforces refills within a
+// second, so Retry-After is always 1.
+const (
+	hdrLimit      = "X-Moe-Limit"
+	hdrRetryAfter = "Retry-After"
+)
+
+var retryAfterOne = []string{"1"}
 
 // Static errors: allocated once, returned on hot paths.
 var (
@@ -113,6 +132,36 @@ func errTimeout(d *Deployment) error {
 	}
 }
 
+func errQueueTimeout(d *Deployment) error {
+	return &statusError{
+		status: http.StatusRequestTimeout,
+		message: fmt.Sprintf("deployment %q had no free instance within request_timeout_ms (%d ms): the request waited in the queue; raise max_concurrent_requests_per_instance or instance_count",
+			d.Name, d.RequestTimeout.Milliseconds()),
+	}
+}
+
+func errTooManyPending(d *Deployment, instances int64) error {
+	mc := slotLimit(d)
+	return &statusError{
+		status: http.StatusTooManyRequests,
+		reason: reasonTooManyPending,
+		limit:  limitConcurrency,
+		message: fmt.Sprintf("too many pending requests for deployment %q: it holds %d requests in flight or queued, "+
+			"2 x max_concurrent_requests_per_instance (%d) x ready instances (%d); retry later",
+			d.Name, 2*mc*instances, mc, instances),
+	}
+}
+
+func errRateLimited(ep *Endpoint) error {
+	return &statusError{
+		status: http.StatusTooManyRequests,
+		reason: reasonRateLimited,
+		limit:  limitRequestsPerSecond,
+		message: fmt.Sprintf("endpoint %q is over its limit of %d requests per second; retry later",
+			ep.Name, ep.MaxRequestsPerSecond),
+	}
+}
+
 func errUpstream(d *Deployment, in *Instance, cause error) error {
 	return &statusError{
 		status:  http.StatusBadGateway,
@@ -164,6 +213,11 @@ func (s *Server) writeError(x *exchange, err error) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	if se.reason != "" {
 		h.Set(hdrErrorReason, se.reason)
+	}
+	if se.limit != "" {
+		x.limit = se.limit
+		h[hdrLimit] = []string{se.limit}
+		h[hdrRetryAfter] = retryAfterOne
 	}
 	x.w.WriteHeader(se.status)
 	_, _ = x.w.Write(body)

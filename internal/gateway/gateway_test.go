@@ -758,8 +758,13 @@ func TestGateway_Streaming(t *testing.T) {
 func TestGateway_SetRoutesUnderLoad(t *testing.T) {
 	a := newBackend(t, "a", nil)
 	b := newBackend(t, "b", nil)
-	tableA := table(newKeyEndpoint("fraud", []Weight{{"a", 100}}, deployment("a", 5*time.Second, a.instance("a-0"), a.instance("a-1"), a.instance("a-2"))))
-	tableB := table(newKeyEndpoint("fraud", []Weight{{"b", 100}}, deployment("b", 5*time.Second, b.instance("b-0"), b.instance("b-1"))))
+	// 8 clients never pass the pending limit (2 × 4 × 2 = 16 for b); the
+	// queue and 429 under table swaps are in breaker_test.go.
+	depA := deployment("a", 5*time.Second, a.instance("a-0"), a.instance("a-1"), a.instance("a-2"))
+	depB := deployment("b", 5*time.Second, b.instance("b-0"), b.instance("b-1"))
+	depA.MaxConcurrentPerInstance, depB.MaxConcurrentPerInstance = 4, 4
+	tableA := table(newKeyEndpoint("fraud", []Weight{{"a", 100}}, depA))
+	tableB := table(newKeyEndpoint("fraud", []Weight{{"b", 100}}, depB))
 	s, gw := newGateway(t, Config{Logger: slog.New(slog.DiscardHandler)}, tableA)
 	c := gw.Client()
 

@@ -47,40 +47,52 @@ const (
 //  2. route: endpoint from the Host header or the /endpoints/<name>/ path
 //     (404); /-/ paths never get here (serveHTTP answers them itself).
 //  3. auth: key (constant time) or token (Config.VerifyToken) (401).
-//  4. body limit: Content-Length over the limit is 413 at once; bodies of
+//  4. rate limit: the endpoint's MaxRequestsPerSecond, if set (429,
+//     x-moe-limit: max_requests_per_second). After auth, so that
+//     unauthenticated traffic does not spend the endpoint's budget.
+//  5. body limit: Content-Length over the limit is 413 at once; bodies of
 //     unknown length are cut by http.MaxBytesReader (413 when it trips).
-//  5. deployment: azureml-model-deployment header, else weighted random
+//  6. deployment: azureml-model-deployment header, else weighted random
 //     choice over the traffic table (404).
-//  6. instance: least outstanding of the deployment's ready instances (503).
+//  7. admission: the deployment's pending limit, 2 × max_concurrent ×
+//     ready instances in flight and queued (429, x-moe-limit:
+//     max_concurrent_requests_per_instance; 503 with no ready instance).
+//  8. mirror: for requests routed by weight, sample the endpoint's mirror
+//     share and start capturing the body for the shadow copy.
 //
-// forward then applies the deployment's request timeout (408) around the
-// reverse proxy, which streams both bodies, maps a model's non-2xx answer to
-// 424 and an unreachable instance to 502. serveHTTP wraps it all with one
-// access log line.
+// forward then, under the deployment's request timeout measured from the
+// request's arrival (408), takes a slot on the least loaded instance or
+// waits in the deployment's queue for one (breaker.go), and streams the
+// request through the reverse proxy, which maps a model's non-2xx answer to
+// 424 and an unreachable instance to 502; it gives the slot back and hands
+// a mirrored request's copy to the mirror workers. serveHTTP wraps it all
+// with one access log line and the Observation.
 func (s *Server) chain() []func(*exchange) error {
 	return []func(*exchange) error{
 		s.requestID,
 		s.route,
 		s.authorize,
+		s.limitRate,
 		s.limitBody,
 		s.pickDeployment,
-		s.pickInstance,
+		s.admit,
+		s.sampleMirror,
 	}
 }
 
 // exchange is the state of one scoring request, allocated once per request
 // and carried to the proxy hooks through the request context.
 type exchange struct {
-	w          statusWriter
-	r          *http.Request
-	start      time.Time
-	requestID  string
-	endpoint   *Endpoint
-	deployment *Deployment
-	instance   *Instance
-	path       string     // the path forwarded to the instance
-	body       *limitBody // non-nil when the body is cut by MaxBytesReader
-	idHeader   []string   // x-request-id value, shared by response and upstream request
+	claim     // route, deployment, admission and instance slot
+	w         statusWriter
+	r         *http.Request
+	start     time.Time
+	requestID string
+	path      string      // the path forwarded to the instance
+	body      *limitBody  // non-nil when the body is cut by MaxBytesReader
+	idHeader  []string    // x-request-id value, shared by response and upstream request
+	tee       *teeBody    // captures the body of a mirrored request
+	shadow    *Deployment // the mirror's deployment, when mirrored
 	// for Observation
 	sent        time.Time     // when the request went to the instance
 	upstream    time.Duration // until the instance's answer headers
@@ -126,21 +138,38 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.forward(x)
 }
 
-// forward sends the request to the chosen instance under the deployment's
-// request timeout, measured from the request's arrival.
+// forward takes an instance slot (or waits for one) and sends the request
+// to that instance, all under the deployment's request timeout, measured
+// from the request's arrival. It runs only for admitted requests.
 func (s *Server) forward(x *exchange) {
-	x.instance.Outstanding.Add(1)
-	defer x.instance.Outstanding.Add(-1)
+	defer x.unadmit()
 	ctx := context.WithValue(x.r.Context(), exchangeKey{}, x)
 	if d := x.deployment.RequestTimeout; d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadlineCause(ctx, x.start.Add(d), errDeadline)
 		defer cancel()
 	}
+	d := x.deployment
+	err := s.acquire(ctx, &x.claim)
+	x.queue = x.queued
+	if err != nil {
+		s.writeError(x, err)
+		return
+	}
+	// Deferred: the reverse proxy aborts with a panic (http.ErrAbortHandler)
+	// when a stream breaks after the answer started.
+	defer s.release(&x.claim)
+	if x.deployment != d {
+		// Re-picked from a new route table while queued.
+		x.w.Header()[hdrModelDeployment] = []string{x.deployment.Name}
+	}
 	x.sent = time.Now()
 	s.proxy.ServeHTTP(&x.w, x.r.WithContext(ctx))
 	if x.upstream == 0 {
 		x.upstream = time.Since(x.sent) // no answer: the time spent trying
+	}
+	if x.shadow != nil {
+		s.mirrorCopy(x)
 	}
 }
 
@@ -212,11 +241,14 @@ func (s *Server) route(x *exchange) error {
 			return errNoRoute(p)
 		}
 	}
-	ep := s.routes.Load().Endpoints[strings.ToLower(name)]
+	x.rt = s.rt.Load()
+	x.epKey = strings.ToLower(name)
+	ep := x.rt.table.Endpoints[x.epKey]
 	if ep == nil {
 		return errEndpointNotFound(name)
 	}
 	x.endpoint = ep
+	x.req, x.rw = x.r, x.w.ResponseWriter
 	return nil
 }
 
@@ -260,7 +292,7 @@ func bearerToken(v []string) (string, bool) {
 	return t, t != ""
 }
 
-// limitBody is step 4.
+// limitBody is step 5.
 func (s *Server) limitBody(x *exchange) error {
 	r := x.r
 	if r.ContentLength > s.cfg.MaxBodyBytes {
@@ -296,13 +328,14 @@ func (b *limitBody) Close() error { return b.rc.Close() }
 
 func (x *exchange) bodyTooLarge() bool { return x.body != nil && x.body.exceeded.Load() }
 
-// pickDeployment is step 5. A deployment named in the header is served even
+// pickDeployment is step 6. A deployment named in the header is served even
 // at 0 % traffic; the header is forwarded unchanged.
 func (s *Server) pickDeployment(x *exchange) error {
 	ep := x.endpoint
 	if v := x.r.Header[hdrModelDeployment]; len(v) > 0 && strings.TrimSpace(v[0]) != "" {
 		name := strings.TrimSpace(v[0])
-		d := ep.Deployments[strings.ToLower(name)]
+		x.depKey = strings.ToLower(name)
+		d := ep.Deployments[x.depKey]
 		if d == nil {
 			return errDeploymentNotFound(ep.Name, name)
 		}
@@ -312,7 +345,9 @@ func (s *Server) pickDeployment(x *exchange) error {
 		if !ok {
 			return errNoPositiveWeight
 		}
-		d := ep.Deployments[strings.ToLower(name)]
+		x.weighted = true
+		x.depKey = strings.ToLower(name)
+		d := ep.Deployments[x.depKey]
 		if d == nil {
 			// The table names a deployment it does not describe:
 			// nothing can serve it.
@@ -324,15 +359,8 @@ func (s *Server) pickDeployment(x *exchange) error {
 	return nil
 }
 
-// pickInstance is step 6.
-func (s *Server) pickInstance(x *exchange) error {
-	in := leastOutstanding(x.deployment.Instances)
-	if in == nil {
-		return errNoReadyInstance(x.deployment.Name)
-	}
-	x.instance = in
-	return nil
-}
+// admit is step 7 (see claim.admit).
+func (s *Server) admit(x *exchange) error { return x.claim.admit() }
 
 // statusWriter records the status for the access log. Unwrap lets
 // http.ResponseController (used by the reverse proxy to flush) reach the

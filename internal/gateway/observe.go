@@ -6,21 +6,27 @@ import "time"
 // console's charts, diagnose and the autoscaler. The gateway fills it from
 // the exchange without allocating and calls Config.Observer synchronously
 // at the end of every request (after the answer is written), so observers
-// must be fast and must not keep the pointer.
+// must be fast and must not keep the pointer. Shadow copies are observed
+// too, on the mirror worker that sent them, with Mirrored set.
 type Observation struct {
 	Endpoint, Deployment, Instance string
 	// Status is what the client got; ModelStatus is the instance's own
 	// status (0 when no instance answered).
 	Status, ModelStatus int
 	// Limit names the limit that made the gateway refuse the request with
-	// 429 ("" otherwise), e.g. "max_concurrent_requests_per_instance".
+	// 429 ("" otherwise): "max_concurrent_requests_per_instance" (the
+	// deployment's pending limit) or "max_requests_per_second" (the
+	// endpoint's rate limit).
 	Limit string
 	// Total is the whole request as the gateway saw it; Model is the time
 	// from sending to the instance until its answer's headers (host + run());
 	// Queue is the time spent waiting for an instance slot. Overhead is
 	// Total - Model.
 	Total, Model, Queue time.Duration
-	// Mirrored is set on observations of shadow copies (not sent to a client).
+	// Mirrored is set on observations of shadow copies. Their answer goes
+	// to no client: Status is the shadow's own status (not mapped to
+	// 424), or the gateway's (408, 429, 502, 503; 499 on shutdown) when
+	// the copy got no answer.
 	Mirrored bool
 }
 

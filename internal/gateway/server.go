@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -37,8 +38,14 @@ type Config struct {
 	// proxy, no transparent compression (bodies pass through as bytes).
 	Transport http.RoundTripper
 
-	// ReadHeaderTimeout bounds reading a request's headers. Default 10 s.
+	// ReadHeaderTimeout bounds reading a request's headers, from the end
+	// of the TLS handshake (which it bounds too); a client that sends them
+	// slowly (slowloris) is disconnected when it passes. Default 10 s.
 	ReadHeaderTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers together; larger
+	// requests get 431 (net/http allows 4 KiB of slack over it). Default
+	// 64 KiB.
+	MaxHeaderBytes int
 	// ReadTimeout bounds reading a whole request, body included. Default
 	// 5 min. There is no write timeout: the deployment's request timeout
 	// bounds each answer.
@@ -49,6 +56,18 @@ type Config struct {
 	// Observer, if set, receives every finished scoring request (see
 	// Observation). It is called synchronously on the request's goroutine.
 	Observer func(*Observation)
+	// MirrorWorkers is how many shadow copies (Endpoint.Mirror) are sent
+	// at once, and MirrorQueue how many more wait for a worker; a copy
+	// that finds the queue full is dropped and counted (MirrorStats), so
+	// a slow shadow never slows live traffic. The workers start with the
+	// first copy and stop on Shutdown. Defaults 8 and 64.
+	MirrorWorkers, MirrorQueue int
+	// MirrorMaxBodyBytes bounds the body of a mirrored request, which the
+	// gateway keeps in memory for the copy while the live request streams
+	// it; requests with larger bodies are not mirrored (counted as
+	// dropped). At most (MirrorWorkers + MirrorQueue) bodies are held.
+	// Default 1 MiB.
+	MirrorMaxBodyBytes int64
 	// ShutdownDelay is how long Shutdown keeps serving, with /-/ready
 	// failing, before it closes the listeners, so that load balancers stop
 	// sending traffic first. Zero means no delay, right for a single local
@@ -63,6 +82,10 @@ const (
 	defaultReadHeaderTimeout = 10 * time.Second
 	defaultReadTimeout       = 5 * time.Minute
 	defaultIdleTimeout       = 2 * time.Minute
+	defaultMaxHeaderBytes    = 64 << 10
+	defaultMirrorWorkers     = 8
+	defaultMirrorQueue       = 64
+	defaultMirrorMaxBody     = 1 << 20
 )
 
 func (c *Config) setDefaults() {
@@ -83,6 +106,18 @@ func (c *Config) setDefaults() {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = defaultIdleTimeout
 	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	if c.MirrorWorkers <= 0 {
+		c.MirrorWorkers = defaultMirrorWorkers
+	}
+	if c.MirrorQueue <= 0 {
+		c.MirrorQueue = defaultMirrorQueue
+	}
+	if c.MirrorMaxBodyBytes <= 0 {
+		c.MirrorMaxBodyBytes = defaultMirrorMaxBody
+	}
 }
 
 func cmpOr(s, def string) string {
@@ -100,8 +135,12 @@ type Server struct {
 	log  *slog.Logger
 	host string // ".<region>.inference.<domain>", lower case
 
-	routes   atomic.Pointer[Table]
-	draining atomic.Bool // set by Shutdown: /-/ready fails
+	rt       atomic.Pointer[routing] // the route table and its states
+	setMu    sync.Mutex              // serializes SetRoutes
+	epoch    time.Time               // origin of the rate buckets' clock
+	arrivals atomic.Uint64           // orders queued requests
+	draining atomic.Bool             // set by Shutdown: /-/ready fails
+	mirror   *mirrorPool
 
 	errTooLarge *statusError
 	steps       []func(*exchange) error
@@ -120,12 +159,14 @@ func New(cfg Config) *Server {
 		log:         cfg.Logger.With("component", "gateway"),
 		host:        "." + cfg.Region + ".inference." + cfg.Domain,
 		errTooLarge: errBodyTooLarge(cfg.MaxBodyBytes),
+		epoch:       time.Now(),
 	}
-	s.routes.Store(&Table{})
+	s.rt.Store(newRouting(&Table{}, nil))
 	if cfg.Transport == nil {
 		s.transport = newTransport()
 		cfg.Transport = s.transport
 	}
+	s.mirror = newMirrorPool(s, cfg.Transport)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite:        s.rewrite,
@@ -142,20 +183,35 @@ func New(cfg Config) *Server {
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          errLog,
 	}
 	return s
 }
 
-// SetRoutes replaces the route table atomically; requests already routed
-// finish on the table they started with. The gateway does not modify t (apart
-// from the instances' Outstanding counters), and neither may the caller after
+// SetRoutes replaces the route table atomically; requests already sent to
+// an instance finish on the table they started with, and requests waiting
+// in a queue re-pick from t. The gateway does not modify t (apart from the
+// instances' Outstanding counters), and neither may the caller after
 // handing it over. A nil t routes nothing.
+//
+// Queues, pending counts, rate buckets and mirror counters belong to
+// endpoint and deployment names, not to t: they carry over to the next
+// table that has the same names. Instance slots belong to *Instance values,
+// so keep the same pointers for the same instances (BuildRoutes does).
 func (s *Server) SetRoutes(t *Table) {
 	if t == nil {
 		t = &Table{}
 	}
-	s.routes.Store(t)
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	old := s.rt.Load()
+	s.rt.Store(newRouting(t, old))
+	// Waiters look at the new table now. Those that joined a queue after
+	// this see the new table when they check it (see waitLoop).
+	for _, st := range old.byName {
+		st.wakeAll()
+	}
 }
 
 // Handler returns the gateway's whole request path (the same handler Serve
@@ -189,6 +245,8 @@ func (s *Server) Serve(l net.Listener, tlsConfig *tls.Config) error {
 // close and Shutdown waits, until ctx ends, for requests in flight, as
 // [http.Server.Shutdown] does. It then closes idle connections to instances.
 // It returns ctx's error if requests were still running when ctx ended.
+// Shadow copies still queued or on their way are abandoned, and the mirror
+// workers have stopped when Shutdown returns.
 // Hijacked connections are not tracked (the gateway does not hijack).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
@@ -201,6 +259,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	err := s.srv.Shutdown(ctx)
+	s.mirror.close()
 	if s.transport != nil {
 		s.transport.CloseIdleConnections()
 	}
