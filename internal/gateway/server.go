@@ -170,7 +170,7 @@ func New(cfg Config) *Server {
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite:        s.rewrite,
-		Transport:      cfg.Transport,
+		Transport:      retryTransport{base: cfg.Transport},
 		BufferPool:     bufferPool{},
 		ModifyResponse: s.modifyResponse,
 		ErrorHandler:   s.proxyError,
