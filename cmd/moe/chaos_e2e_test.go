@@ -215,3 +215,59 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 	}
 	t.Fatalf("condition not met within %s", d)
 }
+
+// TestAutoscaleScalesOutInSeconds: a target_utilization deployment under
+// load grows from 1 instance within seconds (the panic window), not minutes.
+func TestAutoscaleScalesOutInSeconds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos: real servers under load")
+	}
+	python := moetest.Python(t)
+	proj := project(t, python)
+	srv := moetest.Start(t, t.TempDir(), "--python", python)
+	moetest.WriteFile(t, filepath.Join(proj, "code", "slow", "score.py"), "import time\n\ndef init():\n    pass\n\ndef run(raw):\n    time.sleep(0.2)\n    return [1]\n")
+	moetest.WriteFile(t, filepath.Join(proj, "yaml", "slow.yml"), `name: slow
+endpoint_name: my-endpoint
+model:
+  path: ../model/
+code_configuration:
+  code: ../code/slow/
+  scoring_script: score.py
+environment:
+  conda_file: ../env/conda.yml
+  image: x
+instance_type: Standard_DS3_v2
+instance_count: 1
+scale_settings:
+  type: target_utilization
+  min_instances: 1
+  max_instances: 3
+  target_utilization_percentage: 70
+request_settings:
+  max_concurrent_requests_per_instance: 1
+`)
+	srv.MustCLI("online-endpoint", "create", "-f", filepath.Join(proj, "yaml", "endpoint.yml"))
+	srv.MustCLI("online-deployment", "create", "-f", filepath.Join(proj, "yaml", "slow.yml"), "--all-traffic")
+	var d struct {
+		ReadyInstances int `json:"ready_instances"`
+	}
+	show := func() int {
+		json.Unmarshal([]byte(srv.MustCLI("online-deployment", "show", "-n", "slow", "-e", "my-endpoint")), &d)
+		return d.ReadyInstances
+	}
+	if n := show(); n != 1 {
+		t.Fatalf("before load: %d ready, want min_instances 1", n)
+	}
+	key, _ := srv.Keys("my-endpoint")
+	l := startLoad(t, srv, srv.ScoringURL("my-endpoint"), key, 2) // 2 in flight against 1 × 1 slot
+	start := time.Now()
+	waitFor(t, 20*time.Second, func() bool { return show() == 3 })
+	t.Logf("scaled out 1 → 3 instances in %s under load", time.Since(start).Round(100*time.Millisecond))
+	ok, failed := l.Stop()
+	t.Logf("during scale-out: %d ok, %d answered non-200 (429s are Azure's answer while one instance is saturated): %v", ok, failed, l.failures)
+	for f := range l.failures {
+		if !strings.HasPrefix(f, "429") {
+			t.Errorf("unexpected failure during autoscale: %q", f)
+		}
+	}
+}

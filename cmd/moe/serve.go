@@ -241,6 +241,12 @@ func (s *serveCmd) initMetrics() error {
 			return s.recon.Routes()
 		},
 		Instances: s.runner.Instances,
+		Queued: func(endpoint, deployment string) int64 {
+			if s.gw == nil {
+				return 0
+			}
+			return s.gw.Queued(endpoint, deployment)
+		},
 		Usage: func() []metrics.Usage {
 			us := s.runner.Usage()
 			out := make([]metrics.Usage, len(us))
@@ -327,7 +333,7 @@ func (s *serveCmd) initAPI() error {
 		Counters: s.metrics.Counters,
 		Logger:   s.logger.With("component", "api"),
 	}
-	s.recon = &reconcile.Reconciler{Store: s.store, Runner: s.runner, Keys: srv.OpenKeys, OnRoutes: s.gw.SetRoutes,
+	s.recon = &reconcile.Reconciler{Store: s.store, Runner: s.runner, Keys: srv.OpenKeys, OnRoutes: s.gw.SetRoutes, Queued: s.gw.Queued,
 		Logger: s.logger.With("component", "reconciler")}
 	s.apiSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		TLSConfig: s.ca.ServerTLSConfig(), ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)}

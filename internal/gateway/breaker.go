@@ -399,3 +399,16 @@ func (c *claim) preread(ctx context.Context) error {
 	r.Body = io.NopCloser(bytes.NewReader(buf))
 	return nil
 }
+
+// Queued returns how many requests of a deployment wait for an instance
+// slot now (names as in the route table, any case).
+func (s *Server) Queued(endpoint, deployment string) int64 {
+	rt := s.rt.Load()
+	if rt == nil {
+		return 0
+	}
+	if st := rt.byName[depKey{strings.ToLower(endpoint), strings.ToLower(deployment)}]; st != nil {
+		return st.waiting.Load()
+	}
+	return 0
+}

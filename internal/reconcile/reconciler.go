@@ -24,6 +24,9 @@ type Reconciler struct {
 	Keys KeyOpener
 	// OnRoutes receives every new route table (the gateway's SetRoutes).
 	OnRoutes func(*gateway.Table)
+	// Queued reports requests waiting in the gateway for a deployment's
+	// instances; the autoscaler counts them as demand. Nil means none.
+	Queued func(endpoint, deployment string) int64
 	// DrainDelay is how long a replaced instance keeps running after the
 	// route table without it is published; default 1s.
 	DrainDelay time.Duration
@@ -170,6 +173,9 @@ func (r *Reconciler) want(d *store.Deployment, observed []Instance) int {
 				}
 			}
 		}
+	}
+	if r.Queued != nil {
+		inflight += float64(r.Queued(d.Endpoint, d.Name))
 	}
 	for _, in := range observed {
 		if in.Generation == d.Desired.Generation && in.Phase != PhaseFailed {

@@ -9,16 +9,15 @@ import (
 
 	"github.com/moe-serving/moe/internal/auth"
 	"github.com/moe-serving/moe/internal/gateway"
+	"github.com/moe-serving/moe/internal/spec"
 	"github.com/moe-serving/moe/internal/store"
 )
 
-// PropMaxRequestsPerSecond is the endpoint property that limits the
-// requests per second the endpoint accepts (gateway.Endpoint
-// MaxRequestsPerSecond): a positive integer; absent means no limit. Azure
-// limits every managed endpoint to 500 requests per second by default
-// (raisable by a support request); moe applies no limit unless this is set,
-// so set it to 500 to behave as Azure does.
-const PropMaxRequestsPerSecond = "moe.max_requests_per_second"
+// PropMaxRequestsPerSecond is spec.PropMaxRequestsPerSecond: a positive
+// integer caps the endpoint's requests per second; absent means no limit.
+// Azure limits managed endpoints to 500/s by default; set it to 500 to
+// behave the same.
+const PropMaxRequestsPerSecond = spec.PropMaxRequestsPerSecond
 
 // KeyOpener returns an endpoint's keys in clear (they are sealed at rest).
 type KeyOpener func(e *store.Endpoint) (primary, secondary auth.Secret, err error)

@@ -44,6 +44,11 @@ type Endpoint struct {
 // it into 424 as Azure's managed front end does.
 const PropPassModelStatus = "moe.pass_model_status"
 
+// PropMaxRequestsPerSecond is the endpoint property that caps the whole
+// endpoint's requests per second (429 beyond it). Absent means no limit;
+// Azure's own default endpoint limit is 500/s.
+const PropMaxRequestsPerSecond = "moe.max_requests_per_second"
+
 // PassModelStatus reports whether the endpoint asks for model statuses to
 // pass through unchanged.
 func (e *Endpoint) PassModelStatus() bool {

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/moe-serving/moe/internal/sku"
@@ -56,6 +57,23 @@ func (e *Endpoint) Validate() error {
 		}
 	}
 	validateTraffic(&errs, e.Traffic, e.MirrorTraffic)
+	for _, k := range sortedKeys(e.Properties) {
+		v := e.Properties[k]
+		switch k {
+		case PropPassModelStatus:
+			if v != "true" && v != "false" {
+				errs.add("properties."+k, 0, "must be \"true\" or \"false\" (got %q)", v)
+			}
+		case PropMaxRequestsPerSecond:
+			if n, err := strconv.Atoi(v); err != nil || n < 1 {
+				errs.add("properties."+k, 0, "must be a positive integer: requests per second for the whole endpoint (got %q)", v)
+			}
+		default:
+			if strings.HasPrefix(k, "moe.") {
+				errs.add("properties."+k, 0, "unknown moe property; known: %s, %s", PropMaxRequestsPerSecond, PropPassModelStatus)
+			}
+		}
+	}
 	return errs.err()
 }
 
