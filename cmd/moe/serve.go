@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 	"github.com/moe-serving/moe/internal/api"
 	"github.com/moe-serving/moe/internal/artifact"
 	"github.com/moe-serving/moe/internal/auth"
+	"github.com/moe-serving/moe/internal/console"
 	"github.com/moe-serving/moe/internal/gateway"
 	"github.com/moe-serving/moe/internal/metrics"
 	"github.com/moe-serving/moe/internal/oidc"
@@ -32,6 +36,8 @@ import (
 	"github.com/moe-serving/moe/internal/pyenv"
 	"github.com/moe-serving/moe/internal/reconcile"
 	"github.com/moe-serving/moe/internal/runner/local"
+	"github.com/moe-serving/moe/internal/spec"
+	"github.com/moe-serving/moe/internal/stats"
 	"github.com/moe-serving/moe/internal/store"
 	"github.com/moe-serving/moe/internal/store/postgres"
 	"github.com/moe-serving/moe/internal/store/sqlite"
@@ -75,11 +81,15 @@ type serveCmd struct {
 	apiLn    net.Listener
 	gwLn     net.Listener
 
-	registry  *prometheus.Registry
-	metrics   *metrics.Metrics
-	observers []func(*gateway.Observation) // see observe
-	adminSrv  *http.Server
-	adminLn   net.Listener // nil when --admin-addr is empty
+	registry   *prometheus.Registry
+	metrics    *metrics.Metrics
+	selfOnce   sync.Once
+	apiHandler *api.Server
+	self       *http.Client
+	stats      *stats.Recorder
+	observers  []func(*gateway.Observation) // see observe
+	adminSrv   *http.Server
+	adminLn    net.Listener // nil when --admin-addr is empty
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -261,6 +271,13 @@ func (s *serveCmd) initMetrics() error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	s.observers = append(s.observers, s.metrics.Observe)
+	// the console's charts: a per-second ring buffer of the last hour
+	s.stats = stats.New(time.Hour, nil)
+	s.observers = append(s.observers, func(o *gateway.Observation) {
+		if !o.Mirrored {
+			s.stats.Record(o.Endpoint, o.Deployment, o.Status, o.Total, o.Model)
+		}
+	})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn), Registry: s.registry}))
@@ -333,9 +350,16 @@ func (s *serveCmd) initAPI() error {
 		Counters: s.metrics.Counters,
 		Logger:   s.logger.With("component", "api"),
 	}
+	s.apiHandler = srv
 	s.recon = &reconcile.Reconciler{Store: s.store, Runner: s.runner, Keys: srv.OpenKeys, OnRoutes: s.gw.SetRoutes, Queued: s.gw.Queued,
 		Logger: s.logger.With("component", "reconciler")}
-	s.apiSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	con := console.New(console.Config{Logger: s.logger.With("component", "console"), Invoke: s.invoke})
+	srv.Extra = map[string]http.Handler{"GET /v1/stats": s.stats.Handler(), "POST /console/api/invoke": con}
+	root := http.NewServeMux()
+	root.Handle("GET /console/", con) // static files: no secrets, no credential needed
+	root.Handle("GET /console", con)
+	root.Handle("/", srv.Handler()) // /v1/* and the console's invoke, behind the credential check
+	s.apiSrv = &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		TLSConfig: s.ca.ServerTLSConfig(), ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)}
 	return nil
 }
@@ -439,4 +463,62 @@ func (s *serveCmd) close() error {
 		os.Remove(filepath.Join(s.dir, serverInfoFile))
 	}
 	return errors.Join(errs...)
+}
+
+// invoke scores a request for the console's test form, server side, with
+// the endpoint's own credential (the browser never sees it), through the
+// gateway like any client.
+func (s *serveCmd) invoke(ctx context.Context, endpoint, deployment string, body []byte) (int, http.Header, []byte, error) {
+	e, err := s.store.GetEndpoint(ctx, endpoint)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	var bearer string
+	switch e.Spec.AuthMode {
+	case spec.AuthKey:
+		p, _, err := s.apiHandler.OpenKeys(e)
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		bearer = p.Reveal()
+	case spec.AuthAMLToken:
+		t, err := s.signer.Issue(e.Spec.Name, time.Minute, time.Now())
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		bearer = t.AccessToken.Reveal()
+	default:
+		return 0, nil, nil, fmt.Errorf("endpoint %q uses %s: the console cannot get a token from your identity provider", endpoint, e.Spec.AuthMode)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.gw.ScoringURI(e.Spec.Name, s.gatewayPort()), bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	if deployment != "" {
+		req.Header.Set("azureml-model-deployment", deployment)
+	}
+	resp, err := s.selfClient().Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	return resp.StatusCode, resp.Header, b, err
+}
+
+// selfClient reaches this server's gateway over TLS, trusting its CA.
+func (s *serveCmd) selfClient() *http.Client {
+	s.selfOnce.Do(func() {
+		gw := s.gwLn.Addr().String()
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		s.self = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: s.ca.CertPool(), MinVersion: tls.VersionTLS12},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, gw)
+			},
+		}}
+	})
+	return s.self
 }
