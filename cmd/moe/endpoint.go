@@ -216,16 +216,9 @@ func epShow(a *app) *cobra.Command {
 		Short: "Show an endpoint",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if name == "" {
-				return &usageError{msg: "-n/--name is required", hint: "moe online-endpoint show -n my-endpoint"}
-			}
-			c, err := a.connect()
+			_, v, err := a.endpoint(cmd.Context(), name, "moe online-endpoint show -n my-endpoint")
 			if err != nil {
 				return err
-			}
-			v, err := c.api.GetEndpoint(cmd.Context(), name)
-			if err != nil {
-				return fmt.Errorf("endpoint %q: %w", name, err)
 			}
 			return printOut(a.stdout, output, v, endpointHeader, endpointRows([]*api.EndpointView{v}))
 		},
@@ -392,16 +385,9 @@ func epCredentials(a *app) *cobra.Command {
 		Short: "Print an endpoint's keys (key auth) or a new access token (aml_token)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if name == "" {
-				return &usageError{msg: "-n/--name is required", hint: "moe online-endpoint get-credentials -n my-endpoint"}
-			}
-			c, err := a.connect()
+			c, v, err := a.endpoint(cmd.Context(), name, "moe online-endpoint get-credentials -n my-endpoint")
 			if err != nil {
 				return err
-			}
-			v, err := c.api.GetEndpoint(cmd.Context(), name)
-			if err != nil {
-				return fmt.Errorf("endpoint %q: %w", name, err)
 			}
 			switch v.AuthMode {
 			case spec.AuthKey:
@@ -491,3 +477,20 @@ func (a *app) waitFor(ctx context.Context, timeout time.Duration, poll func() (s
 type azureMessage string
 
 func (m azureMessage) Error() string { return string(m) }
+
+// endpoint checks that -n was given, connects, and fetches the endpoint;
+// example is the hint shown when -n is missing.
+func (a *app) endpoint(ctx context.Context, name, example string) (*connection, *api.EndpointView, error) {
+	if name == "" {
+		return nil, nil, &usageError{msg: "-n/--name is required", hint: example}
+	}
+	c, err := a.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := c.api.GetEndpoint(ctx, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("endpoint %q: %w", name, err)
+	}
+	return c, v, nil
+}
