@@ -37,3 +37,24 @@ func newCACmd(a *app) *cobra.Command {
 	cmd.AddCommand(export)
 	return cmd
 }
+
+func newSigningKeyCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "token-signing-key", Short: "The key that signs aml_token access tokens"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rotate",
+		Short: "Sign new tokens with a new key; tokens issued before stay valid until they expire",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			if err := c.api.RotateSigningKey(cmd.Context()); err != nil {
+				return fmt.Errorf("rotate the token signing key: %w", err)
+			}
+			fmt.Fprintln(a.stderr, "Rotated the token signing key; earlier tokens stay valid until they expire")
+			return nil
+		},
+	})
+	return cmd
+}

@@ -22,7 +22,7 @@ func cliDoc() string {
 	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}
 	root = &cobra.Command{Use: "moe"}
 	root.PersistentFlags().StringVar(&a.dataDir, "data-dir", "", "moe's data folder (env MOE_HOME; default ~/.local/share/moe)")
-	root.AddCommand(newServeCmd(a), newHostCmd(), newEndpointCmd(a), newDeploymentCmd(a), newSKUCmd(a), newUpgradeCmd(a), newCACmd(a))
+	root.AddCommand(commands(a)...)
 	var b bytes.Buffer
 	b.WriteString("# moe command reference\n\nGenerated from the commands themselves (`go test ./cmd/moe -run TestCLIDoc -update`).\n")
 	b.WriteString("Every client command finds the server through `--data-dir` or `MOE_HOME` and talks to its API over HTTPS with the admin credential.\n")

@@ -84,6 +84,12 @@ endpoints.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&app.dataDir, "data-dir", "", "moe's data folder (env MOE_HOME; default "+defaultDataDir()+")")
-	root.AddCommand(newServeCmd(app), newHostCmd(), newEndpointCmd(app), newDeploymentCmd(app), newSKUCmd(app), newUpgradeCmd(app))
+	root.AddCommand(commands(app)...)
 	return root.ExecuteContext(ctx)
+}
+
+// commands are moe's subcommands (one list, for the CLI and its docs).
+func commands(a *app) []*cobra.Command {
+	return []*cobra.Command{newServeCmd(a), newHostCmd(), newEndpointCmd(a), newDeploymentCmd(a), newSKUCmd(a),
+		newUpgradeCmd(a), newCACmd(a), newSigningKeyCmd(a)}
 }

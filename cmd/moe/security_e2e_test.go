@@ -67,16 +67,32 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if resp, _ := srv.Score(srv.ScoringURL("tok-endpoint"), p1, body); resp.StatusCode != 401 {
 		t.Errorf("a key was accepted by a token endpoint: %d", resp.StatusCode)
 	}
+	// rotating the signing key keeps earlier tokens valid
+	srv.MustCLI("token-signing-key", "rotate")
+	if resp, b := srv.Score(srv.ScoringURL("tok-endpoint"), tok.AccessToken, body); resp.StatusCode != 200 {
+		t.Errorf("a token issued before the signing key rotation: %d %s", resp.StatusCode, b)
+	}
+	var tok2 struct {
+		AccessToken string `json:"accessToken"`
+	}
+	json.Unmarshal([]byte(srv.MustCLI("online-endpoint", "get-credentials", "-n", "tok-endpoint")), &tok2)
+	if resp, b := srv.Score(srv.ScoringURL("tok-endpoint"), tok2.AccessToken, body); resp.StatusCode != 200 || tok2.AccessToken == tok.AccessToken {
+		t.Errorf("a token issued after the rotation: %d %s", resp.StatusCode, b)
+	}
+	tokAfterRotation := tok2.AccessToken
 	tampered := tok.AccessToken[:len(tok.AccessToken)-2] + "AA"
 	if resp, _ := srv.Score(srv.ScoringURL("tok-endpoint"), tampered, body); resp.StatusCode != 401 {
 		t.Errorf("a tampered token was accepted: %d", resp.StatusCode)
+	}
+	if ca := cli("ca", "export"); !strings.HasPrefix(ca, "-----BEGIN CERTIFICATE-----") {
+		t.Errorf("moe ca export printed %q", ca)
 	}
 	cli("online-endpoint", "show", "-n", "my-endpoint")
 	cli("online-endpoint", "list")
 	cli("online-deployment", "show", "-n", "blue", "-e", "my-endpoint")
 	cli("online-deployment", "get-logs", "-n", "blue", "-e", "my-endpoint")
 
-	secrets := map[string]string{"primary key": p1, "old secondary key": s1, "new secondary key": s2, "token": tok.AccessToken}
+	secrets := map[string]string{"primary key": p1, "old secondary key": s1, "new secondary key": s2, "token": tok.AccessToken, "token after rotation": tokAfterRotation}
 	admin, _ := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	secrets["admin credential"] = strings.TrimSpace(string(admin))
 	check := func(where, text string) {

@@ -189,3 +189,8 @@ func (c *Client) Diagnose(ctx context.Context, endpoint, name string) (*diagnose
 	var out diagnose.Report
 	return &out, c.doJSON(ctx, http.MethodGet, dep(endpoint, name)+"/diagnose", nil, &out)
 }
+
+// RotateSigningKey makes a new aml_token signing key current.
+func (c *Client) RotateSigningKey(ctx context.Context) error {
+	return c.doJSON(ctx, http.MethodPost, "/v1/token-signing-key/rotate", nil, nil)
+}

@@ -77,6 +77,7 @@ func (s *Server) Handler() http.Handler {
 	h("POST /v1/endpoints/{endpoint}/deployments/{deployment}/getLogs", s.getLogs)
 	h("GET /v1/endpoints/{endpoint}/deployments/{deployment}/diagnose", s.diagnose)
 	h("POST /v1/artifacts", s.putArtifact)
+	h("POST /v1/token-signing-key/rotate", s.rotateSigningKey)
 	h("GET /v1/healthz", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -707,4 +708,18 @@ func (s *Server) putArtifact(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, ArtifactRef{Digest: digest})
+}
+
+// rotateSigningKey makes a new aml_token signing key current; tokens signed
+// with the previous keys stay valid until they expire.
+func (s *Server) rotateSigningKey(w http.ResponseWriter, r *http.Request) error {
+	if s.Signer == nil {
+		return statusErr(http.StatusNotImplemented, "NotImplemented", "token signing is not configured on this server")
+	}
+	if err := s.Signer.Rotate(); err != nil {
+		return err
+	}
+	s.Logger.Info("token signing key rotated")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
