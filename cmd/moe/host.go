@@ -10,15 +10,46 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/moe-serving/moe/internal/host"
 	"github.com/moe-serving/moe/internal/logfile"
+	"github.com/moe-serving/moe/internal/tracing"
 )
+
+// openHostTracing starts span export for a host. The resource names the
+// instance from the MOE_ENDPOINT, MOE_DEPLOYMENT and MOE_INSTANCE
+// variables the local runner sets.
+func openHostTracing(ctx context.Context, endpoint string, log *slog.Logger) (*tracing.Provider, error) {
+	var attrs []attribute.KeyValue
+	for _, kv := range []struct {
+		key attribute.Key
+		env string
+	}{{tracing.KeyEndpoint, "MOE_ENDPOINT"}, {tracing.KeyDeployment, "MOE_DEPLOYMENT"}, {tracing.KeyInstance, "MOE_INSTANCE"}} {
+		if v := os.Getenv(kv.env); v != "" {
+			attrs = append(attrs, kv.key.String(v))
+		}
+	}
+	tp, err := tracing.Open(ctx, tracing.Config{Endpoint: endpoint, Service: "moe-host", Attributes: attrs, Logger: log})
+	if err != nil {
+		return nil, &usageError{msg: fmt.Sprintf("--otlp-endpoint: %v", err), hint: "--otlp-endpoint http://127.0.0.1:4318"}
+	}
+	return tp, nil
+}
+
+// closeTracing flushes the spans still batched, for at most 5 seconds.
+func closeTracing(tp *tracing.Provider, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tp.Close(ctx); err != nil {
+		log.Warn("tracing: spans not exported at exit", "err", err)
+	}
+}
 
 func newHostCmd() *cobra.Command {
 	var cfg host.Config
 	var exitWithParent bool
-	var leaseFile, logFile string
+	var leaseFile, logFile, otlpEndpoint string
 	var logMax int64
 	var leaseTimeout time.Duration
 	cmd := &cobra.Command{
@@ -78,6 +109,14 @@ func newHostCmd() *cobra.Command {
 			}
 			cfg.Stderr = out
 			cfg.Logger = slog.New(slog.NewTextHandler(out, nil)).With("component", "host")
+			if otlpEndpoint != "" {
+				tp, err := openHostTracing(ctx, otlpEndpoint, cfg.Logger)
+				if err != nil {
+					return err
+				}
+				defer closeTracing(tp, cfg.Logger)
+				cfg.Tracer = tp.Tracer()
+			}
 			err := host.Run(ctx, cfg)
 			if errors.Is(err, host.ErrInit) {
 				return &exitError{code: 3, err: err}
@@ -99,5 +138,6 @@ func newHostCmd() *cobra.Command {
 	f.StringVar(&logFile, "log-file", "", "write host and worker output here, rotated at --log-max-bytes (default: stderr)")
 	f.Int64Var(&logMax, "log-max-bytes", 10<<20, "rotate --log-file past this size (3 old files are kept)")
 	f.DurationVar(&leaseTimeout, "lease-timeout", 30*time.Second, "see --lease-file")
+	f.StringVar(&otlpEndpoint, "otlp-endpoint", "", "export spans to this OTLP/HTTP collector (base URL, e.g. http://127.0.0.1:4318); empty: no tracing")
 	return cmd
 }

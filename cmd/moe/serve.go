@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/moe-serving/moe/internal/api"
@@ -41,6 +42,7 @@ import (
 	"github.com/moe-serving/moe/internal/store"
 	"github.com/moe-serving/moe/internal/store/postgres"
 	"github.com/moe-serving/moe/internal/store/sqlite"
+	"github.com/moe-serving/moe/internal/tracing"
 )
 
 // serveCmd is `moe serve`: control-plane API, reconciler, local runner and
@@ -64,6 +66,8 @@ type serveCmd struct {
 	oidc        oidc.Config
 	oidcClaim   string
 	verifier    *oidc.Verifier
+	otlp        string            // --otlp-endpoint
+	tracing     *tracing.Provider // nil when not tracing
 
 	dir      string
 	logger   *slog.Logger
@@ -122,6 +126,7 @@ func newServeCmd(a *app) *cobra.Command {
 	f.StringVar(&s.oidc.JWKSFile, "oidc-jwks-file", "", "a local JWKS file instead of --oidc-jwks-url (reloaded when it changes)")
 	f.StringVar(&s.oidc.Audience, "oidc-audience", "https://ml.azure.com", "the aud a token must carry")
 	f.StringVar(&s.oidcClaim, "oidc-required-claim", "", `a claim the token must hold, as name=value (e.g. "roles=scorer")`)
+	f.StringVar(&s.otlp, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "export spans of scoring requests (gateway and model hosts) to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT); empty: no tracing")
 	return cmd
 }
 
@@ -131,7 +136,7 @@ func (s *serveCmd) run(ctx context.Context) (err error) {
 			err = cerr
 		}
 	}()
-	for _, step := range []func() error{s.initDir, s.initLogger, s.initSecrets, s.initPKI, s.initOIDC, s.initStore, s.initRunner, s.initMetrics, s.initGateway, s.initAPI, s.initListeners} {
+	for _, step := range []func() error{s.initDir, s.initLogger, s.initSecrets, s.initPKI, s.initOIDC, s.initStore, s.initTracing, s.initRunner, s.initMetrics, s.initGateway, s.initAPI, s.initListeners} {
 		if err := step(); err != nil {
 			return err
 		}
@@ -227,8 +232,9 @@ func (s *serveCmd) initRunner() error {
 		Artifacts: &artifact.Store{Dir: filepath.Join(s.dir, "artifacts")},
 		Env: &pyenv.Resolver{Explicit: s.python, CacheDir: filepath.Join(s.dir, "envs"), WheelDir: s.wheelDir,
 			Logger: s.logger.With("component", "pyenv")},
-		Logger:  s.logger.With("component", "runner"),
-		Cgroups: &local.Cgroups{},
+		Logger:       s.logger.With("component", "runner"),
+		Cgroups:      &local.Cgroups{},
+		OTLPEndpoint: s.otlp,
 	}
 	s.runner.Cgroups.Setup()
 	if s.runner.Cgroups.Why != "" {
@@ -312,10 +318,30 @@ func (s *serveCmd) initOIDC() error {
 	return nil
 }
 
+// initTracing opens span export when --otlp-endpoint is set; the runner
+// hands the same endpoint to every model host.
+func (s *serveCmd) initTracing() error {
+	if s.otlp == "" {
+		return nil
+	}
+	tp, err := tracing.Open(context.Background(), tracing.Config{Endpoint: s.otlp, Service: "moe-gateway",
+		Logger: s.logger.With("component", "tracing")})
+	if err != nil {
+		return &usageError{msg: fmt.Sprintf("--otlp-endpoint: %v", err), hint: "--otlp-endpoint http://127.0.0.1:4318"}
+	}
+	s.tracing = tp
+	s.logger.Info("exporting spans over OTLP/HTTP", "otlp_endpoint", s.otlp)
+	return nil
+}
+
 func (s *serveCmd) initGateway() error {
+	var tracer trace.Tracer // nil: off
+	if s.tracing != nil {
+		tracer = s.tracing.Tracer()
+	}
 	s.gw = gateway.New(gateway.Config{
 		Region: s.region, Domain: s.domain, Logger: s.logger.With("component", "gateway"),
-		Observer: s.observe,
+		Observer: s.observe, Tracer: tracer,
 		VerifyToken: func(endpoint, mode, token string) error {
 			if mode == "aml_token" {
 				return s.signer.Verify(token, endpoint, time.Now())
@@ -458,6 +484,9 @@ func (s *serveCmd) close() error {
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
+	}
+	if s.tracing != nil {
+		closeTracing(s.tracing, s.logger)
 	}
 	if s.dir != "" && s.apiLn != nil {
 		os.Remove(filepath.Join(s.dir, serverInfoFile))

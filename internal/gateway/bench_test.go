@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -8,13 +9,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // BenchmarkGateway measures the gateway's own cost per scoring request:
 // the in-process handler (no client connection) in front of a real loopback
 // backend that answers a small JSON body. allocs/op include the reverse
 // proxy and the HTTP/1.1 transport to the backend, and the benchmark's own
-// request and recorder.
+// request and recorder. The tracing case measures what Config.Tracer
+// costs: spans recorded by the SDK and batched to an exporter that drops
+// them.
 func BenchmarkGateway(b *testing.B) {
 	blue := newBackend(b, "blue", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -26,10 +32,12 @@ func BenchmarkGateway(b *testing.B) {
 		name      string
 		instances int
 		logger    *slog.Logger
+		tracing   bool
 	}{
-		{"1instance", 1, slog.New(slog.DiscardHandler)},
-		{"4instances", 4, slog.New(slog.DiscardHandler)},
-		{"4instances/accesslog", 4, slog.New(slog.NewJSONHandler(io.Discard, nil))},
+		{"1instance", 1, slog.New(slog.DiscardHandler), false},
+		{"4instances", 4, slog.New(slog.DiscardHandler), false},
+		{"4instances/accesslog", 4, slog.New(slog.NewJSONHandler(io.Discard, nil)), false},
+		{"4instances/tracing", 4, slog.New(slog.DiscardHandler), true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ins := make([]*Instance, bc.instances)
@@ -39,7 +47,13 @@ func BenchmarkGateway(b *testing.B) {
 			ep := newKeyEndpoint("fraud", []Weight{{"blue", 90}, {"green", 10}},
 				deployment("blue", 5*time.Second, ins...),
 				deployment("green", 5*time.Second, ins...))
-			s := New(Config{Logger: bc.logger})
+			cfg := Config{Logger: bc.logger}
+			if bc.tracing {
+				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+				b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+				cfg.Tracer = tp.Tracer("bench")
+			}
+			s := New(cfg)
 			s.SetRoutes(table(ep))
 			h := s.Handler()
 			b.ReportAllocs()

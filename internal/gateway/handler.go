@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Canonical header keys, used directly on header maps to skip
@@ -66,7 +68,8 @@ const (
 // request through the reverse proxy, which maps a model's non-2xx answer to
 // 424 and an unreachable instance to 502; it gives the slot back and hands
 // a mirrored request's copy to the mirror workers. serveHTTP wraps it all
-// with one access log line and the Observation.
+// with one access log line, the Observation and, when Config.Tracer is set,
+// the "score" and "upstream" spans (trace.go).
 func (s *Server) chain() []func(*exchange) error {
 	return []func(*exchange) error{
 		s.requestID,
@@ -99,6 +102,8 @@ type exchange struct {
 	queue       time.Duration // waiting for an instance slot
 	modelStatus int
 	limit       string
+	// spans, nil unless Config.Tracer is set (trace.go)
+	span, upSpan trace.Span
 }
 
 type exchangeKey struct{}
@@ -128,6 +133,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	x := &exchange{r: r, start: time.Now()}
 	x.w.ResponseWriter = w
+	if s.cfg.Tracer != nil {
+		s.startScoreSpan(x)
+	}
 	defer s.finish(x) // also runs when the proxy aborts with http.ErrAbortHandler
 	for _, step := range s.steps {
 		if err := step(x); err != nil {
@@ -163,6 +171,10 @@ func (s *Server) forward(x *exchange) {
 		// Re-picked from a new route table while queued.
 		x.w.Header()[hdrModelDeployment] = []string{x.deployment.Name}
 	}
+	if x.span != nil {
+		ctx = s.startUpstreamSpan(ctx, x)
+		defer endUpstreamSpan(x) // deferred, as release
+	}
 	x.sent = time.Now()
 	s.proxy.ServeHTTP(&x.w, x.r.WithContext(ctx))
 	if x.upstream == 0 {
@@ -176,6 +188,9 @@ func (s *Server) forward(x *exchange) {
 func (s *Server) finish(x *exchange) {
 	s.logAccess(x)
 	s.observe(x)
+	if x.span != nil {
+		endScoreSpan(x)
+	}
 }
 
 func (s *Server) logAccess(x *exchange) {

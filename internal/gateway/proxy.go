@@ -36,8 +36,9 @@ func newTransport() *http.Transport {
 
 // rewrite points the outbound request at the chosen instance: plain HTTP to
 // its address, the endpoint prefix stripped, no Authorization header (the
-// gateway checked it; instances never see keys or tokens) and the request id
-// the gateway answers with.
+// gateway checked it; instances never see keys or tokens), the request id
+// the gateway answers with, and, when tracing, a traceparent naming the
+// upstream span (otherwise the caller's trace headers pass as they came).
 func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	x := exchangeFrom(pr.In.Context())
 	u := pr.Out.URL
@@ -49,6 +50,9 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	h := pr.Out.Header
 	delete(h, hdrAuthorization)
 	h[hdrRequestID] = x.idHeader
+	if x.upSpan != nil {
+		injectTrace(pr.In.Context(), h)
+	}
 }
 
 // modifyResponse applies the Azure answer rules to an instance's response:

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a [Server]. The zero value works: a gateway for
@@ -73,6 +75,14 @@ type Config struct {
 	// sending traffic first. Zero means no delay, right for a single local
 	// gateway; behind a load balancer use a few seconds.
 	ShutdownDelay time.Duration
+	// Tracer, if set, traces scoring requests: a server span "score" per
+	// request, child of the caller's W3C traceparent, and a client span
+	// "upstream" per call to an instance, whose id the instance gets as its
+	// traceparent (see trace.go). Nil turns tracing off at no cost: no
+	// spans, and the caller's traceparent and tracestate are forwarded
+	// unchanged. It must be safe for concurrent use (OpenTelemetry tracers
+	// are).
+	Tracer trace.Tracer
 }
 
 const (

@@ -10,6 +10,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // benchWriter is a reusable http.ResponseWriter so the benchmark counts the
@@ -73,17 +76,26 @@ func newBenchHost(b *testing.B, flags uint32) *hostRun {
 
 // BenchmarkScore measures the host's side of POST /score: request ids,
 // body into the frame, one exchange over the pipes with a Go stand-in for
-// the Python worker, response headers and body.
+// the Python worker, response headers and body. The tracing case records a
+// run span (batched to an exporter that drops it) and hands the worker the
+// span's traceparent.
 func BenchmarkScore(b *testing.B) {
 	for _, bc := range []struct {
-		name  string
-		flags uint32
+		name    string
+		flags   uint32
+		tracing bool
 	}{
-		{"fast", 0},
-		{"headers", readyHeaders},
+		{"fast", 0, false},
+		{"headers", readyHeaders, false},
+		{"headers/tracing", readyHeaders, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			h := newBenchHost(b, bc.flags)
+			if bc.tracing {
+				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+				b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+				h.cfg.Tracer = tp.Tracer("bench")
+			}
 			body := `{"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]}`
 			u, _ := url.Parse("http://127.0.0.1/score")
 			rd := strings.NewReader(body)
@@ -103,7 +115,7 @@ func BenchmarkScore(b *testing.B) {
 				rd.Reset(body)
 				clear(w.h)
 				w.n = 0
-				h.score(w, req)
+				h.ServeHTTP(w, req)
 				if w.status != 200 || w.n != 39 {
 					b.Fatalf("status %d, %d bytes", w.status, w.n)
 				}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrInit is wrapped by the error Run returns when the scoring script could
@@ -65,6 +67,12 @@ type Config struct {
 	// DrainTimeout bounds how long in-flight requests may take to finish
 	// after ctx ends. 0 means 30s.
 	DrainTimeout time.Duration
+	// Tracer, if set, traces every /score request with a server span
+	// "run", child of the request's W3C traceparent (the gateway's
+	// upstream span), and scripts that take request_headers get a
+	// traceparent naming that span. Nil means off: no spans, and the
+	// request's traceparent reaches the script unchanged.
+	Tracer trace.Tracer
 }
 
 const (

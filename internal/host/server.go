@@ -45,7 +45,11 @@ var (
 func (h *hostRun) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/score":
-		h.score(w, r)
+		if h.cfg.Tracer != nil {
+			h.scoreTraced(w, r)
+			return
+		}
+		h.score(w, r, nil)
 	case "/":
 		if !isGet(r) {
 			h.methodNotAllowed(w, valAllowGe)
@@ -132,7 +136,8 @@ func (h *hostRun) swagger(w http.ResponseWriter, r *http.Request) {
 }
 
 // score is /score: request ids, input mode, one frame exchange, response.
-func (h *hostRun) score(w http.ResponseWriter, r *http.Request) {
+// tr is nil unless tracing (see scoreTraced).
+func (h *hostRun) score(w http.ResponseWriter, r *http.Request, tr *runTrace) {
 	start := time.Now()
 	ctx := r.Context()
 	hdr := w.Header()
@@ -202,7 +207,11 @@ func (h *hostRun) score(w http.ResponseWriter, r *http.Request) {
 	var aux uint32
 	if flags&(readyHeaders|readyRawHTTP) != 0 {
 		aux |= reqMeta
-		buf = appendRequestMeta(buf, r)
+		var traceparent string
+		if tr != nil {
+			traceparent = tr.traceparent
+		}
+		buf = appendRequestMeta(buf, r, traceparent)
 	}
 	metaLen := len(buf) - frameHeaderLen
 	var err error
@@ -245,6 +254,9 @@ func (h *hostRun) score(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wk.release(wk)
+	if tr != nil {
+		tr.worker, tr.execUS, tr.ran = wk.slot, res.f.Aux, true
+	}
 
 	status := http.StatusOK
 	if len(res.f.Meta) == 0 {
@@ -302,15 +314,24 @@ func first(v []string) string {
 }
 
 // appendRequestMeta encodes method, path, query and every header line.
-// Only scripts that take request_headers or use @rawhttp pay for this.
-func appendRequestMeta(buf []byte, r *http.Request) []byte {
+// Only scripts that take request_headers or use @rawhttp pay for this. A
+// non-empty traceparent replaces the request's own (the host's run span
+// when tracing).
+func appendRequestMeta(buf []byte, r *http.Request, traceparent string) []byte {
 	n := pairLen(":method", r.Method) + pairLen(":path", r.URL.RequestURI()) + pairLen(":query", r.URL.RawQuery) + pairLen("Host", r.Host)
-	keys := make([]string, 0, len(r.Header))
+	keys := make([]string, 0, len(r.Header)) // small ones stay on the stack
 	for k, vs := range r.Header {
+		if traceparent != "" && k == hdrTraceparent {
+			continue
+		}
 		keys = append(keys, k)
 		for _, v := range vs {
 			n += pairLen(k, v)
 		}
+	}
+	if traceparent != "" {
+		keys = append(keys, hdrTraceparent)
+		n += pairLen(hdrTraceparent, traceparent)
 	}
 	slices.Sort(keys)
 	buf = slices.Grow(buf, n+int(max(r.ContentLength, 0)))
@@ -319,6 +340,10 @@ func appendRequestMeta(buf []byte, r *http.Request) []byte {
 	buf = appendPair(buf, ":query", r.URL.RawQuery)
 	buf = appendPair(buf, "Host", r.Host)
 	for _, k := range keys {
+		if traceparent != "" && k == hdrTraceparent {
+			buf = appendPair(buf, k, traceparent)
+			continue
+		}
 		for _, v := range r.Header[k] {
 			buf = appendPair(buf, k, v)
 		}

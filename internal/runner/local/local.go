@@ -52,6 +52,10 @@ type Runner struct {
 	// renewing its lease (a crashed `moe serve`), waiting to be adopted by
 	// the next one. Default 30s.
 	LeaseTimeout time.Duration
+	// OTLPEndpoint, if set, is passed to every host as --otlp-endpoint, so
+	// that it exports its spans there (the collector's OTLP/HTTP base
+	// URL). Empty means hosts do not trace.
+	OTLPEndpoint string
 
 	mu        sync.Mutex
 	instances map[string]*proc
@@ -361,6 +365,9 @@ func (r *Runner) prepare(ctx context.Context, s reconcile.InstanceSpec, prov io.
 		"--workers", strconv.Itoa(workers),
 		"--lease-file", filepath.Join(idir, "lease"),
 		"--lease-timeout", r.LeaseTimeout.String(),
+	}
+	if r.OTLPEndpoint != "" {
+		args = append(args, "--otlp-endpoint", r.OTLPEndpoint)
 	}
 	env := os.Environ()
 	for k, v := range envVars {
