@@ -3,6 +3,8 @@ package reconcile
 import (
 	"cmp"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -167,3 +169,5 @@ func TestPlan(t *testing.T) {
 		})
 	}
 }
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -131,9 +131,21 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 			r.apply(ctx, Action{Kind: ActStop, ID: in.ID, Drain: in.Phase == PhaseReady})
 		}
 	}
+	// Drained instances are marked stopping now, so the table published
+	// below leaves them out; they stop after DrainDelay, once the gateway
+	// has stopped sending them requests.
+	for _, a := range drains {
+		r.apply(ctx, a)
+	}
 	if r.OnRoutes != nil {
 		r.mu.Lock()
-		t, kerrs := BuildRoutes(eps, routed, r.Runner.Instances(), r.Keys, r.routes)
+		var serving []Instance
+		for _, in := range r.Runner.Instances() {
+			if !r.stopping[in.ID] {
+				serving = append(serving, in)
+			}
+		}
+		t, kerrs := BuildRoutes(eps, routed, serving, r.Keys, r.routes)
 		r.routes = t
 		r.mu.Unlock()
 		errs = append(errs, kerrs...)
@@ -143,9 +155,6 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		if err := r.record(ctx, d, decs[i]); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	for _, a := range drains {
-		r.apply(ctx, a)
 	}
 	return errors.Join(errs...)
 }
