@@ -3,38 +3,29 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/moe-serving/moe/internal/host"
-	"github.com/moe-serving/moe/internal/logfile"
+	"github.com/moe-serving/moe/internal/hostcmd"
 	"github.com/moe-serving/moe/internal/tracing"
 )
 
-// openHostTracing starts span export for a host. The resource names the
-// instance from the MOE_ENDPOINT, MOE_DEPLOYMENT and MOE_INSTANCE
-// variables the local runner sets.
-func openHostTracing(ctx context.Context, endpoint string, log *slog.Logger) (*tracing.Provider, error) {
-	var attrs []attribute.KeyValue
-	for _, kv := range []struct {
-		key attribute.Key
-		env string
-	}{{tracing.KeyEndpoint, "MOE_ENDPOINT"}, {tracing.KeyDeployment, "MOE_DEPLOYMENT"}, {tracing.KeyInstance, "MOE_INSTANCE"}} {
-		if v := os.Getenv(kv.env); v != "" {
-			attrs = append(attrs, kv.key.String(v))
+// newHostCmd is `moe host`; exit code 3 when the scoring script fails to
+// start.
+func newHostCmd() *cobra.Command {
+	cmd := hostcmd.Command()
+	run := cmd.RunE
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		err := run(c, args)
+		if errors.Is(err, host.ErrInit) {
+			return &exitError{code: 3, err: err}
 		}
+		return err
 	}
-	tp, err := tracing.Open(ctx, tracing.Config{Endpoint: endpoint, Service: "moe-host", Attributes: attrs, Logger: log})
-	if err != nil {
-		return nil, &usageError{msg: fmt.Sprintf("--otlp-endpoint: %v", err), hint: "--otlp-endpoint http://127.0.0.1:4318"}
-	}
-	return tp, nil
+	return cmd
 }
 
 // closeTracing flushes the spans still batched, for at most 5 seconds.
@@ -44,100 +35,4 @@ func closeTracing(tp *tracing.Provider, log *slog.Logger) {
 	if err := tp.Close(ctx); err != nil {
 		log.Warn("tracing: spans not exported at exit", "err", err)
 	}
-}
-
-func newHostCmd() *cobra.Command {
-	var cfg host.Config
-	var exitWithParent bool
-	var leaseFile, logFile, otlpEndpoint string
-	var logMax int64
-	var leaseTimeout time.Duration
-	cmd := &cobra.Command{
-		Use:    "host",
-		Short:  "Run one model host (started by moe serve for each instance)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if exitWithParent {
-				// Stop when moe serve dies (even by kill -9) rather than
-				// linger holding a port.
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithCancel(ctx)
-				defer cancel()
-				parent := os.Getppid()
-				go func() {
-					for range time.Tick(500 * time.Millisecond) {
-						if os.Getppid() != parent {
-							cancel()
-							return
-						}
-					}
-				}()
-			}
-			if leaseFile != "" {
-				// Outlive a crashed server for leaseTimeout, so the next
-				// one can adopt this instance; then stop.
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithCancel(ctx)
-				defer cancel()
-				go func() {
-					t := time.NewTicker(time.Second)
-					defer t.Stop()
-					for {
-						select {
-						case <-ctx.Done():
-							return
-						case <-t.C:
-						}
-						if fi, err := os.Stat(leaseFile); err != nil || time.Since(fi.ModTime()) > leaseTimeout {
-							fmt.Fprintf(os.Stderr, "moe host: lease %s expired (no server renewed it for %s): stopping\n", leaseFile, leaseTimeout)
-							cancel()
-							return
-						}
-					}
-				}()
-			}
-			var out io.Writer = os.Stderr
-			if logFile != "" {
-				w, err := logfile.Open(logFile, logMax, 3)
-				if err != nil {
-					return err
-				}
-				defer w.Close()
-				out = w
-			}
-			cfg.Stderr = out
-			cfg.Logger = slog.New(slog.NewTextHandler(out, nil)).With("component", "host")
-			if otlpEndpoint != "" {
-				tp, err := openHostTracing(ctx, otlpEndpoint, cfg.Logger)
-				if err != nil {
-					return err
-				}
-				defer closeTracing(tp, cfg.Logger)
-				cfg.Tracer = tp.Tracer()
-			}
-			err := host.Run(ctx, cfg)
-			if errors.Is(err, host.ErrInit) {
-				return &exitError{code: 3, err: err}
-			}
-			return err
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:0", "listen address")
-	f.StringVar(&cfg.AddrFile, "addr-file", "", "write the bound address here")
-	f.StringVar(&cfg.ErrorFile, "error-file", "", "write a start failure summary here")
-	f.StringVar(&cfg.CodeDir, "code-dir", ".", "scoring code folder (AML_APP_ROOT)")
-	f.StringVar(&cfg.ScoringScript, "scoring-script", "", "entry script relative to --code-dir (AZUREML_ENTRY_SCRIPT)")
-	f.StringVar(&cfg.ModelDir, "model-dir", "", "AZUREML_MODEL_DIR")
-	f.StringVar(&cfg.Python, "python", "/usr/bin/python3", "Python interpreter")
-	f.IntVar(&cfg.Workers, "workers", 1, "Python worker processes (WORKER_COUNT)")
-	f.BoolVar(&exitWithParent, "exit-with-parent", false, "exit when the parent process exits")
-	f.StringVar(&leaseFile, "lease-file", "", "stop when this file's modification time is older than --lease-timeout")
-	f.StringVar(&logFile, "log-file", "", "write host and worker output here, rotated at --log-max-bytes (default: stderr)")
-	f.Int64Var(&logMax, "log-max-bytes", 10<<20, "rotate --log-file past this size (3 old files are kept)")
-	f.DurationVar(&leaseTimeout, "lease-timeout", 30*time.Second, "see --lease-file")
-	f.StringVar(&otlpEndpoint, "otlp-endpoint", "", "export spans to this OTLP/HTTP collector (base URL, e.g. http://127.0.0.1:4318); empty: no tracing")
-	return cmd
 }

@@ -43,10 +43,11 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "moe")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/moe")
+		// moe, and moe-host beside it (the runner starts instances with it)
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/moe", "./cmd/moe-host")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/moe: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build ./cmd/moe ./cmd/moe-host: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

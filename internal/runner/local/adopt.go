@@ -134,7 +134,7 @@ func (r *Runner) isOurHost(pid int) bool {
 		return false
 	}
 	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-	return len(args) > 1 && args[1] == "host"
+	return len(args) > 1 && (args[1] == "host" || filepath.Base(args[0]) == "moe-host")
 }
 
 func (r *Runner) alive(st savedState) bool {
