@@ -91,5 +91,5 @@ endpoints.
 // commands are moe's subcommands (one list, for the CLI and its docs).
 func commands(a *app) []*cobra.Command {
 	return []*cobra.Command{newServeCmd(a), newHostCmd(), newEndpointCmd(a), newDeploymentCmd(a), newSKUCmd(a),
-		newUpgradeCmd(a), newCACmd(a), newSigningKeyCmd(a)}
+		newUpgradeCmd(a), newCACmd(a), newSigningKeyCmd(a), newGatewayCmd(a), newStorageInitCmd(a)}
 }

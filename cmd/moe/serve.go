@@ -20,8 +20,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
@@ -45,7 +43,14 @@ import (
 	"github.com/moe-serving/moe/internal/tracing"
 )
 
-// serveCmd is `moe serve`: control-plane API, reconciler, local runner and
+// serveRunner is what serve needs of a runner: the reconciler's seam and
+// get-logs.
+type serveRunner interface {
+	reconcile.Runner
+	Logs(endpoint, deployment, container string, tail int) (string, error)
+}
+
+// serveCmd is `moe serve`: control-plane API, reconciler, runner and
 // gateway in one process. Its steps run in order: init* build the parts,
 // Run serves until the context ends, Close releases in reverse order.
 type serveCmd struct {
@@ -78,12 +83,18 @@ type serveCmd struct {
 	ca       *pki.Authority
 	store    store.Store
 	storeURL string
-	runner   *local.Runner
-	gw       *gateway.Server
-	recon    *reconcile.Reconciler
-	apiSrv   *http.Server
-	apiLn    net.Listener
-	gwLn     net.Listener
+	// runnerKind is --runner: "local" (processes on this machine) or
+	// "kubernetes" (pods; see serve_kubernetes.go).
+	runnerKind string
+	runner     serveRunner
+	local      *local.Runner // nil unless --runner local
+	artifacts  *artifact.Store
+	kube       kubeSettings // --runner kubernetes and --leader-elect
+	gw         *gateway.Server
+	recon      *reconcile.Reconciler
+	apiSrv     *http.Server
+	apiLn      net.Listener
+	gwLn       net.Listener
 
 	registry   *prometheus.Registry
 	metrics    *metrics.Metrics
@@ -109,10 +120,11 @@ func newServeCmd(a *app) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&s.apiAddr, "api-addr", "127.0.0.1:8442", "control-plane API listen address (port 0 picks a free port)")
-	f.StringVar(&s.gatewayAddr, "gateway-addr", "127.0.0.1:8443", "scoring gateway listen address (port 0 picks a free port)")
+	f.StringVar(&s.gatewayAddr, "gateway-addr", "127.0.0.1:8443", "scoring gateway listen address (port 0 picks a free port; empty: no gateway, e.g. a control plane behind separate `moe gateway` replicas)")
 	f.StringVar(&s.adminAddr, "admin-addr", "127.0.0.1:9464", "admin listener, plain HTTP: /metrics (Prometheus) and /-/healthz (port 0 picks a free port; empty disables it)")
-	f.StringVar(&s.region, "region", "local", "region label of scoring hosts: <endpoint>.<region>.inference.<domain>")
-	f.StringVar(&s.domain, "domain", "localhost", "domain of scoring hosts")
+	f.StringVar(&s.runnerKind, "runner", envOr("MOE_RUNNER", "local"), "where deployments run: local (processes on this machine) or kubernetes (pods; see the --k8s-* flags) (env MOE_RUNNER)")
+	f.StringVar(&s.region, "region", envOr("MOE_REGION", "local"), "region label of scoring hosts: <endpoint>.<region>.inference.<domain> (env MOE_REGION)")
+	f.StringVar(&s.domain, "domain", envOr("MOE_DOMAIN", "localhost"), "domain of scoring hosts (env MOE_DOMAIN)")
 	f.StringVar(&s.storeURL, "store", os.Getenv("MOE_STORE"), "state store: empty for SQLite in the data dir, or a postgres:// URL (env MOE_STORE) so several servers share one state")
 	f.StringVar(&s.python, "python", os.Getenv("MOE_PYTHON"), "use this Python interpreter for every deployment (env MOE_PYTHON); default: resolve from each conda file")
 	f.StringVar(&s.wheelDir, "wheel-dir", os.Getenv("MOE_WHEEL_DIR"), "local wheel folder for offline environment builds (env MOE_WHEEL_DIR)")
@@ -121,13 +133,17 @@ func newServeCmd(a *app) *cobra.Command {
 	f.StringVar(&s.tlsCert, "tls-cert", "", "serve this certificate (PEM) instead of the generated one; reloaded when it changes")
 	f.StringVar(&s.tlsKey, "tls-key", "", "private key (PEM) for --tls-cert")
 	f.DurationVar(&s.tokenTTL, "token-ttl", time.Hour, "lifetime of aml_token access tokens")
-	f.StringVar(&s.oidc.Issuer, "oidc-issuer", "", "aad_token endpoints accept JWTs from this OIDC issuer (its iss claim), e.g. https://login.microsoftonline.com/<tenant>/v2.0")
-	f.StringVar(&s.oidc.JWKSURL, "oidc-jwks-url", "", "the issuer's JWKS URL (keys are cached and refreshed)")
-	f.StringVar(&s.oidc.JWKSFile, "oidc-jwks-file", "", "a local JWKS file instead of --oidc-jwks-url (reloaded when it changes)")
-	f.StringVar(&s.oidc.Audience, "oidc-audience", "https://ml.azure.com", "the aud a token must carry")
-	f.StringVar(&s.oidcClaim, "oidc-required-claim", "", `a claim the token must hold, as name=value (e.g. "roles=scorer")`)
+	addOIDCFlags(f, &s.oidc, &s.oidcClaim)
 	f.StringVar(&s.otlp, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "export spans of scoring requests (gateway and model hosts) to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT); empty: no tracing")
+	s.kube.flags(f)
 	return cmd
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 func (s *serveCmd) run(ctx context.Context) (err error) {
@@ -152,21 +168,9 @@ func (s *serveCmd) initDir() error {
 	return nil
 }
 
-func (s *serveCmd) initLogger() error {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(s.logLevel)); err != nil {
-		return &usageError{msg: fmt.Sprintf("--log-level %q: %v", s.logLevel, err), hint: "--log-level info"}
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch s.logFormat {
-	case "text":
-		s.logger = slog.New(slog.NewTextHandler(s.app.stderr, opts))
-	case "json":
-		s.logger = slog.New(slog.NewJSONHandler(s.app.stderr, opts))
-	default:
-		return &usageError{msg: fmt.Sprintf("--log-format %q: must be text or json", s.logFormat)}
-	}
-	return nil
+func (s *serveCmd) initLogger() (err error) {
+	s.logger, err = newLogger(s.app.stderr, s.logFormat, s.logLevel)
+	return err
 }
 
 func (s *serveCmd) initSecrets() error {
@@ -174,16 +178,8 @@ func (s *serveCmd) initSecrets() error {
 	if s.admin, s.readonly, err = auth.LoadOrCreateAdminCredential(s.dir); err != nil {
 		return fmt.Errorf("admin credential: %w", err)
 	}
-	if k := os.Getenv("MOE_MASTER_KEY"); k != "" {
-		key, err := auth.DecodeBoxKey([]byte(k))
-		if err != nil {
-			return fmt.Errorf("MOE_MASTER_KEY: %w", err)
-		}
-		if s.box, err = auth.BoxFromKey(key); err != nil {
-			return fmt.Errorf("MOE_MASTER_KEY: %w", err)
-		}
-	} else if s.box, err = auth.OpenBox(filepath.Join(s.dir, "master.key")); err != nil {
-		return fmt.Errorf("master key: %w", err)
+	if s.box, err = openMasterKey(filepath.Join(s.dir, "master.key"), true); err != nil {
+		return err
 	}
 	if s.signer, err = auth.OpenSigner(filepath.Join(s.dir, "signing")); err != nil {
 		return fmt.Errorf("token signing key: %w", err)
@@ -226,28 +222,49 @@ func (s *serveCmd) initStore() error {
 	return err
 }
 
+// initRunner builds the runner --runner names, and the Kubernetes client
+// when --leader-elect needs one.
 func (s *serveCmd) initRunner() error {
-	s.runner = &local.Runner{
+	s.artifacts = &artifact.Store{Dir: filepath.Join(s.dir, "artifacts")}
+	switch s.runnerKind {
+	case "local":
+		if err := s.initLocalRunner(); err != nil {
+			return err
+		}
+	case "kubernetes":
+		// pods download snapshots: keep the uploaded bytes (see KeepTar)
+		s.artifacts.KeepTar = true
+		if err := s.initKubernetesRunner(); err != nil {
+			return err
+		}
+	default:
+		return &usageError{msg: fmt.Sprintf("--runner %q: must be local or kubernetes", s.runnerKind), hint: "--runner kubernetes --k8s-namespace moe-models"}
+	}
+	return s.initLeaderElection()
+}
+
+func (s *serveCmd) initLocalRunner() error {
+	lr := &local.Runner{
 		Dir:       s.dir,
-		Artifacts: &artifact.Store{Dir: filepath.Join(s.dir, "artifacts")},
+		Artifacts: s.artifacts,
 		Env: &pyenv.Resolver{Explicit: s.python, CacheDir: filepath.Join(s.dir, "envs"), WheelDir: s.wheelDir,
 			Logger: s.logger.With("component", "pyenv")},
 		Logger:       s.logger.With("component", "runner"),
 		Cgroups:      &local.Cgroups{},
 		OTLPEndpoint: s.otlp,
 	}
-	s.runner.Cgroups.Setup()
-	if s.runner.Cgroups.Why != "" {
-		s.logger.Info("instance CPU and memory limits are " + s.runner.Cgroups.Why)
+	lr.Cgroups.Setup()
+	if lr.Cgroups.Why != "" {
+		s.logger.Info("instance CPU and memory limits are " + lr.Cgroups.Why)
 	}
+	s.local, s.runner = lr, lr
 	return nil
 }
 
 // initMetrics builds the Prometheus registry behind the admin listener's
 // /metrics and moe's metrics in it, and makes them a gateway observer.
 func (s *serveCmd) initMetrics() error {
-	s.registry = prometheus.NewRegistry()
-	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.registry = newMetricsRegistry()
 	var err error
 	s.metrics, err = metrics.New(s.registry, metrics.Config{
 		Routes: func() *gateway.Table {
@@ -264,7 +281,10 @@ func (s *serveCmd) initMetrics() error {
 			return s.gw.Queued(endpoint, deployment)
 		},
 		Usage: func() []metrics.Usage {
-			us := s.runner.Usage()
+			if s.local == nil {
+				return nil // Kubernetes: the cluster's own metrics (cAdvisor)
+			}
+			us := s.local.Usage()
 			out := make([]metrics.Usage, len(us))
 			for i, u := range us {
 				out[i] = metrics.Usage(u)
@@ -284,15 +304,7 @@ func (s *serveCmd) initMetrics() error {
 			s.stats.Record(o.Endpoint, o.Deployment, o.Status, o.Total, o.Model)
 		}
 	})
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn), Registry: s.registry}))
-	mux.HandleFunc("GET /-/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	s.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)}
+	s.adminSrv = newAdminServer(s.registry, s.logger, nil)
 	return nil
 }
 
@@ -304,18 +316,9 @@ func (s *serveCmd) observe(o *gateway.Observation) {
 	}
 }
 
-func (s *serveCmd) initOIDC() error {
-	if s.oidc.Issuer == "" {
-		return nil
-	}
-	s.oidc.RequiredClaim = s.oidcClaim
-	s.oidc.Logger = s.logger.With("component", "oidc")
-	v, err := oidc.New(s.oidc)
-	if err != nil {
-		return &usageError{msg: fmt.Sprintf("--oidc-*: %v", err), hint: "--oidc-issuer URL --oidc-jwks-url URL [--oidc-audience AUD]"}
-	}
-	s.verifier = v
-	return nil
+func (s *serveCmd) initOIDC() (err error) {
+	s.verifier, err = openOIDC(s.oidc, s.oidcClaim, s.logger)
+	return err
 }
 
 // initTracing opens span export when --otlp-endpoint is set; the runner
@@ -324,14 +327,9 @@ func (s *serveCmd) initTracing() error {
 	if s.otlp == "" {
 		return nil
 	}
-	tp, err := tracing.Open(context.Background(), tracing.Config{Endpoint: s.otlp, Service: "moe-gateway",
-		Logger: s.logger.With("component", "tracing")})
-	if err != nil {
-		return &usageError{msg: fmt.Sprintf("--otlp-endpoint: %v", err), hint: "--otlp-endpoint http://127.0.0.1:4318"}
-	}
-	s.tracing = tp
-	s.logger.Info("exporting spans over OTLP/HTTP", "otlp_endpoint", s.otlp)
-	return nil
+	var err error
+	s.tracing, err = openTracing(s.otlp, s.logger)
+	return err
 }
 
 func (s *serveCmd) initGateway() error {
@@ -342,25 +340,14 @@ func (s *serveCmd) initGateway() error {
 	s.gw = gateway.New(gateway.Config{
 		Region: s.region, Domain: s.domain, Logger: s.logger.With("component", "gateway"),
 		Observer: s.observe, Tracer: tracer,
-		VerifyToken: func(endpoint, mode, token string) error {
-			if mode == "aml_token" {
-				return s.signer.Verify(token, endpoint, time.Now())
-			}
-			if s.verifier == nil {
-				return errors.New("aad_token endpoints need an OIDC issuer: start moe serve with --oidc-issuer and --oidc-jwks-url")
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_, err := s.verifier.Verify(ctx, token)
-			return err
-		},
+		VerifyToken: verifyToken(s.signer.Verify, s.verifier, "moe serve"),
 	})
 	return nil
 }
 
 func (s *serveCmd) initAPI() error {
 	srv := &api.Server{
-		Store: s.store, Artifacts: s.runner.Artifacts, Box: s.box, Signer: s.signer, TokenTTL: s.tokenTTL,
+		Store: s.store, Artifacts: s.artifacts, Box: s.box, Signer: s.signer, TokenTTL: s.tokenTTL,
 		Admin: s.admin, ReadOnly: s.readonly, Location: s.region,
 		ScoringURI: func(endpoint string) string { return s.gw.ScoringURI(endpoint, s.gatewayPort()) },
 		Instances: func(ep, dep string) []reconcile.Instance {
@@ -372,9 +359,10 @@ func (s *serveCmd) initAPI() error {
 			}
 			return out
 		},
-		Logs:     s.runner.Logs,
-		Counters: s.metrics.Counters,
-		Logger:   s.logger.With("component", "api"),
+		Logs:         s.runner.Logs,
+		ArtifactAuth: s.artifactAuth(),
+		Counters:     s.metrics.Counters,
+		Logger:       s.logger.With("component", "api"),
 	}
 	s.apiHandler = srv
 	s.recon = &reconcile.Reconciler{Store: s.store, Runner: s.runner, Keys: srv.OpenKeys, OnRoutes: s.gw.SetRoutes, Queued: s.gw.Queued,
@@ -402,10 +390,13 @@ func (s *serveCmd) initListeners() error {
 	if s.apiLn, err = net.Listen("tcp", s.apiAddr); err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
-	if s.gwLn, err = net.Listen("tcp", s.gatewayAddr); err != nil {
-		return fmt.Errorf("gateway listener: %w", err)
+	info := serverInfo{API: "https://" + s.apiLn.Addr().String(), Region: s.region, Domain: s.domain, PID: os.Getpid()}
+	if s.gatewayAddr != "" {
+		if s.gwLn, err = net.Listen("tcp", s.gatewayAddr); err != nil {
+			return fmt.Errorf("gateway listener: %w", err)
+		}
+		info.Gateway = s.gwLn.Addr().String()
 	}
-	info := serverInfo{API: "https://" + s.apiLn.Addr().String(), Gateway: s.gwLn.Addr().String(), Region: s.region, Domain: s.domain, PID: os.Getpid()}
 	if s.adminAddr != "" {
 		if s.adminLn, err = net.Listen("tcp", s.adminAddr); errors.Is(err, syscall.EADDRINUSE) && !s.adminSet {
 			// the default port is taken (another moe serve, a test):
@@ -429,8 +420,10 @@ func (s *serveCmd) initListeners() error {
 }
 
 func (s *serveCmd) serve(ctx context.Context) error {
-	if n := s.runner.Recover(ctx); n > 0 {
-		s.logger.Info("adopted instances left running by a previous server", "count", n)
+	if s.local != nil {
+		if n := s.local.Recover(ctx); n > 0 {
+			s.logger.Info("adopted instances left running by a previous server", "count", n)
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -440,13 +433,15 @@ func (s *serveCmd) serve(ctx context.Context) error {
 		}
 		return fmt.Errorf("api: %w", err)
 	})
-	g.Go(func() error {
-		err := s.gw.Serve(s.gwLn, s.ca.ServerTLSConfig())
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("gateway: %w", err)
-	})
+	if s.gwLn != nil {
+		g.Go(func() error {
+			err := s.gw.Serve(s.gwLn, s.ca.ServerTLSConfig())
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("gateway: %w", err)
+		})
+	}
 	if s.adminLn != nil {
 		g.Go(func() error {
 			if err := s.adminSrv.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -455,7 +450,7 @@ func (s *serveCmd) serve(ctx context.Context) error {
 			return nil
 		})
 	}
-	g.Go(func() error { return s.recon.Run(gctx) })
+	g.Go(func() error { return s.runReconciler(gctx) })
 	g.Go(func() error { return s.ca.Run(gctx) })
 	if s.verifier != nil {
 		g.Go(func() error { return s.verifier.Run(gctx) })
@@ -470,17 +465,24 @@ func (s *serveCmd) serve(ctx context.Context) error {
 		s.adminSrv.Shutdown(sctx)
 		return nil
 	})
-	s.logger.Info("moe is serving", "api", "https://"+s.apiLn.Addr().String(), "gateway", "https://"+s.gwLn.Addr().String(),
+	gwURL := "(none: --gateway-addr is empty)"
+	if s.gwLn != nil {
+		gwURL = "https://" + s.gwLn.Addr().String()
+	}
+	s.logger.Info("moe is serving", "api", "https://"+s.apiLn.Addr().String(), "gateway", gwURL, "runner", s.runnerKind,
 		"scoring_uri_example", s.gw.ScoringURI("my-endpoint", s.gatewayPort()), "data_dir", s.dir, "pid", strconv.Itoa(os.Getpid()))
 	return g.Wait()
 }
 
 func (s *serveCmd) close() error {
 	var errs []error
-	if s.runner != nil {
+	if s.local != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		errs = append(errs, s.runner.Close(ctx))
+		errs = append(errs, s.local.Close(ctx))
 		cancel()
+	}
+	if s.kube.runner != nil {
+		s.kube.runner.Close() // pods keep running; the next leader adopts them
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
@@ -498,6 +500,9 @@ func (s *serveCmd) close() error {
 // the endpoint's own credential (the browser never sees it), through the
 // gateway like any client.
 func (s *serveCmd) invoke(ctx context.Context, endpoint, deployment string, body []byte) (int, http.Header, []byte, error) {
+	if s.gwLn == nil {
+		return 0, nil, nil, errors.New("this server runs no gateway (--gateway-addr is empty): score through the moe gateway service")
+	}
 	e, err := s.store.GetEndpoint(ctx, endpoint)
 	if err != nil {
 		return 0, nil, nil, err

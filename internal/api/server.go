@@ -45,7 +45,13 @@ type Server struct {
 	// Counters reports what the gateway counted for a deployment (for
 	// diagnose); nil means no counts.
 	Counters func(endpoint, deployment string) Counters
-	Logger   *slog.Logger
+	// ArtifactAuth reports whether a bearer token other than the admin
+	// credential may download a snapshot (GET /v1/artifacts/{digest}):
+	// the Kubernetes runner's per-deployment credential, for the digests
+	// of its own deployment's revisions only. Nil: only the admin
+	// credential may.
+	ArtifactAuth func(token, digest string) bool
+	Logger       *slog.Logger
 }
 
 // Handler returns the API's routes behind credential checks.
@@ -77,6 +83,7 @@ func (s *Server) Handler() http.Handler {
 	h("POST /v1/endpoints/{endpoint}/deployments/{deployment}/getLogs", s.getLogs)
 	h("GET /v1/endpoints/{endpoint}/deployments/{deployment}/diagnose", s.diagnose)
 	h("POST /v1/artifacts", s.putArtifact)
+	h("GET /v1/artifacts/{digest}", s.getArtifact)
 	h("POST /v1/token-signing-key/rotate", s.rotateSigningKey)
 	h("GET /v1/healthz", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -92,8 +99,17 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		digest, isArtifact := artifactPath(r)
 		switch {
 		case ok && s.Admin.Equal(tok):
+		case ok && isArtifact && s.ReadOnly.Equal(tok):
+			s.writeError(w, r, statusErr(http.StatusForbidden, "Forbidden", "the read-only credential cannot download snapshots (model and code); use the admin credential"))
+			return
+		case ok && isArtifact && tok != "" && s.ArtifactAuth != nil:
+			if !s.ArtifactAuth(tok, digest) {
+				s.writeError(w, r, statusErr(http.StatusForbidden, "Forbidden", "this credential may not download %s: a deployment's credential only fetches its own revisions' snapshots", digest))
+				return
+			}
 		case ok && s.ReadOnly.Equal(tok):
 			if r.Method != http.MethodGet {
 				s.writeError(w, r, statusErr(http.StatusForbidden, "Forbidden", "the read-only credential cannot change anything; use the admin credential"))
@@ -699,6 +715,35 @@ func (s *Server) getLogs(w http.ResponseWriter, r *http.Request) error {
 		return statusErr(http.StatusNotFound, "ResourceNotReady", "%v", err)
 	}
 	return writeJSON(w, http.StatusOK, Logs{Content: text})
+}
+
+// artifactPath returns the digest of a GET /v1/artifacts/{digest} request.
+func artifactPath(r *http.Request) (string, bool) {
+	d, ok := strings.CutPrefix(r.URL.Path, "/v1/artifacts/")
+	if !ok || r.Method != http.MethodGet || d == "" || strings.Contains(d, "/") {
+		return "", false
+	}
+	return d, true
+}
+
+// getArtifact streams a snapshot as the tar POST /v1/artifacts took (see
+// artifact.Store.WriteTar); the caller checks its sha256 against the digest.
+func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) error {
+	digest := r.PathValue("digest")
+	if _, err := s.Artifacts.Path(digest); err != nil {
+		return statusErr(http.StatusBadRequest, "BadArgument", "%v", err)
+	}
+	if !s.Artifacts.Has(digest) {
+		return statusErr(http.StatusNotFound, "ResourceNotFound", "artifact %s is not stored on this server", digest)
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("Docker-Content-Digest", digest)
+	if err := s.Artifacts.WriteTar(w, digest); err != nil {
+		// the status is sent: the client sees a short stream and a wrong digest
+		s.Logger.Warn("artifact download", "digest", digest, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
 }
 
 func (s *Server) putArtifact(w http.ResponseWriter, r *http.Request) error {

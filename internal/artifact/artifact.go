@@ -36,6 +36,11 @@ const (
 // usable; set Dir.
 type Store struct {
 	Dir string
+	// KeepTar also keeps each uploaded stream as Dir/<digest-hex>.tar, so
+	// WriteTar serves exactly the bytes that were uploaded (whose sha256 is
+	// the digest) whatever tool made the tar. The Kubernetes runner's pods
+	// download snapshots; the local runner only needs the extracted folder.
+	KeepTar bool
 }
 
 // Path returns the folder of a snapshot ("sha256:<hex>").
@@ -70,15 +75,35 @@ func (s *Store) Put(r io.Reader) (string, error) {
 	defer makeWritable(tmp)
 	defer os.RemoveAll(tmp)
 	h := sha256.New()
-	if err := extract(io.TeeReader(r, h), tmp); err != nil {
+	var sink io.Writer = h
+	var raw *os.File
+	if s.KeepTar {
+		if raw, err = os.CreateTemp(s.Dir, ".incoming-*.tar"); err != nil {
+			return "", fmt.Errorf("artifact store: %w", err)
+		}
+		defer os.Remove(raw.Name())
+		defer raw.Close()
+		sink = io.MultiWriter(h, raw)
+	}
+	if err := extract(io.TeeReader(r, sink), tmp); err != nil {
 		return "", err
 	}
 	// drain trailing padding so the digest covers the whole stream
-	if _, err := io.Copy(h, r); err != nil {
+	if _, err := io.Copy(sink, r); err != nil {
 		return "", fmt.Errorf("artifact: read: %w", err)
 	}
 	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	dst, _ := s.Path(digest)
+	if raw != nil {
+		if err := raw.Close(); err != nil {
+			return "", fmt.Errorf("artifact store: %w", err)
+		}
+		if _, err := os.Stat(dst + ".tar"); err != nil {
+			if err := os.Rename(raw.Name(), dst+".tar"); err != nil {
+				return "", fmt.Errorf("artifact store: %w", err)
+			}
+		}
+	}
 	if _, err := os.Stat(dst); err == nil {
 		return digest, nil
 	}
@@ -184,7 +209,29 @@ func (s *Store) Remove(digest string) error {
 		return err
 	}
 	makeWritable(p)
+	os.Remove(p + ".tar")
 	return os.RemoveAll(p)
+}
+
+// WriteTar writes a stored snapshot as a tar stream: the uploaded bytes
+// when they were kept (KeepTar), else a deterministic tar of the folder
+// (Pack's format: byte for byte what the CLI uploaded, so its sha256 is
+// the digest for snapshots the CLI made).
+func (s *Store) WriteTar(w io.Writer, digest string) error {
+	p, err := s.Path(digest)
+	if err != nil {
+		return err
+	}
+	if f, err := os.Open(p + ".tar"); err == nil {
+		defer f.Close()
+		_, err = io.Copy(w, f)
+		return err
+	}
+	if _, err := os.Stat(p); err != nil {
+		return err
+	}
+	_, err = Pack(w, p, false)
+	return err
 }
 
 // Pack writes a deterministic tar of src to w: for a folder, its contents
@@ -293,3 +340,9 @@ func addFile(tw *tar.Writer, p, name string, info fs.FileInfo) error {
 	}
 	return err
 }
+
+// Unpack extracts a tar stream (as WriteTar writes it) into dir with Put's
+// checks: no entry escapes dir, no links or special files, the same size
+// limits. Files are left writable (dir is the caller's, e.g. a pod's
+// volume).
+func Unpack(r io.Reader, dir string) error { return extract(r, dir) }

@@ -83,6 +83,10 @@ type Config struct {
 	// unchanged. It must be safe for concurrent use (OpenTelemetry tracers
 	// are).
 	Tracer trace.Tracer
+	// Ready, if set, is asked by /-/ready: a non-nil error fails it (503,
+	// with the error's text), e.g. while a standalone gateway has not
+	// loaded its first route table. Nil: ready until Shutdown.
+	Ready func() error
 }
 
 const (
@@ -288,7 +292,8 @@ func (s *Server) ScoringURI(endpoint string, port int) string {
 }
 
 // serveOwn answers the gateway's own paths under /-/, which are never
-// forwarded: /-/healthz (liveness) and /-/ready (fails once Shutdown began).
+// forwarded: /-/healthz (liveness) and /-/ready (fails once Shutdown began,
+// and while Config.Ready fails).
 func (s *Server) serveOwn(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/-/healthz":
@@ -300,6 +305,13 @@ func (s *Server) serveOwn(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("shutting down\n"))
 			return
+		}
+		if s.cfg.Ready != nil {
+			if err := s.cfg.Ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	default:

@@ -94,6 +94,9 @@ type Cluster struct {
 	// Config reaches the API server as a member of system:masters.
 	Config *rest.Config
 	Client kubernetes.Interface
+	// Kubeconfig is a kubeconfig file with the same identity as Config,
+	// for processes a test starts (e.g. `moe serve --kubeconfig`).
+	Kubeconfig string
 	// Dir holds the PKI, etcd's data and each process's log (<name>.log).
 	Dir  string
 	opts Options
@@ -188,11 +191,8 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		return nil, err
 	}
-	if !opts.Controllers {
-		return c, nil
-	}
-
 	kubeconfig := filepath.Join(dir, "kubeconfig")
+	c.Kubeconfig = kubeconfig
 	if err := os.WriteFile(kubeconfig, fmt.Appendf(nil, `apiVersion: v1
 kind: Config
 clusters:
@@ -208,6 +208,10 @@ current-context: test
 `, host, p.caCert, p.adminToken), 0o600); err != nil {
 		return nil, err
 	}
+	if !opts.Controllers {
+		return c, nil
+	}
+
 	// Create the node before anything schedules: pods created before it
 	// sit in scheduler back-off for 5–20 s.
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{

@@ -52,6 +52,10 @@ const (
 	CredentialDir = "/var/run/secrets/moe"
 	// CredentialKey is the key (and file name) of the credential in its Secret.
 	CredentialKey = "token"
+	// CAKey is the key (and file name) of the PEM certificates that the
+	// storage initializer trusts for the control plane's TLS, in the same
+	// Secret; absent when Config.ControlPlaneCA is empty.
+	CAKey = "ca.crt"
 )
 
 // Environment of the storage-initializer container: the contract between
@@ -63,9 +67,12 @@ const (
 // code into $MOE_CODE_DIR. The credential is valid for this one deployment
 // (endpoint, deployment, generation) and its digests only. On failure it
 // writes a one-line reason to /dev/termination-log and exits non-zero;
-// the runner shows that line to the user.
+// the runner shows that line to the user. $MOE_CONTROL_PLANE_CA_FILE, when
+// the file exists, holds PEM certificates to trust for the control plane's
+// TLS besides the system's.
 const (
 	EnvControlPlaneURL = "MOE_CONTROL_PLANE_URL"
+	EnvControlPlaneCA  = "MOE_CONTROL_PLANE_CA_FILE"
 	EnvCredentialFile  = "MOE_CREDENTIAL_FILE"
 	EnvBinDir          = "MOE_BIN_DIR"
 	EnvModelDigest     = "MOE_MODEL_DIGEST"
@@ -226,6 +233,7 @@ func BuildDeployment(st Settings, endpoint, deployment string, rev store.Revisio
 	initEnv := append([]corev1.EnvVar{
 		{Name: EnvControlPlaneURL, Value: st.ControlPlaneURL},
 		{Name: EnvCredentialFile, Value: CredentialDir + "/" + CredentialKey},
+		{Name: EnvControlPlaneCA, Value: CredentialDir + "/" + CAKey},
 		{Name: EnvBinDir, Value: BinDir},
 		{Name: EnvModelDigest, Value: rev.Artifacts.Model},
 		{Name: EnvCodeDigest, Value: rev.Artifacts.Code},

@@ -97,6 +97,9 @@ type Config struct {
 	// ControlPlaneURL is the control plane's API as pods reach it, e.g.
 	// http://moe-control-plane.moe-system.svc:8080.
 	ControlPlaneURL string
+	// ControlPlaneCA (PEM) is what model pods trust for ControlPlaneURL's
+	// TLS besides the system's roots; stored next to the credential.
+	ControlPlaneCA []byte
 	// Credential issues the per-deployment credential the storage
 	// initializer sends to the artifact API. It is stored in a Secret
 	// owned by the generation's Deployment (gone when the set is).
@@ -503,6 +506,9 @@ func (r *Runner) createSet(ctx context.Context, n Names, is reconcile.InstanceSp
 			OwnerReferences: []metav1.OwnerReference{ownerRef("Deployment", "apps/v1", created)}},
 		Type:       corev1.SecretTypeOpaque,
 		StringData: map[string]string{CredentialKey: token},
+	}
+	if len(r.cfg.ControlPlaneCA) > 0 {
+		sec.StringData[CAKey] = string(r.cfg.ControlPlaneCA)
 	}
 	if _, err := r.cfg.Client.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
 		_, err = r.cfg.Client.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{})

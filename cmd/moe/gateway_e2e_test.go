@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/moe-serving/moe/internal/auth"
+	"github.com/moe-serving/moe/internal/k8stest"
+	"github.com/moe-serving/moe/internal/moetest"
+	"github.com/moe-serving/moe/internal/pki"
+	"github.com/moe-serving/moe/internal/spec"
+	"github.com/moe-serving/moe/internal/store"
+	"github.com/moe-serving/moe/internal/store/postgres"
+)
+
+// TestGatewayProcess runs a real `moe gateway` against a real kube-apiserver
+// (internal/k8stest, no controllers: no pods, so no ready instances) and
+// PostgreSQL: /-/ready once the store is read, 404 for an unknown endpoint,
+// 401 for a wrong key, 503 for a known endpoint with no ready pod, an
+// endpoint created by another store client served within a second, metrics
+// on the admin listener, and a clean exit on SIGTERM. The data path through
+// pods cannot run here (no kubelet, no images); the gateway → host path is
+// covered by TestEndToEnd with the local runner, and route tables following
+// EndpointSlices by internal/routesource's cluster test.
+func TestGatewayProcess(t *testing.T) {
+	if !k8stest.Enabled() {
+		t.Skipf("needs a real Kubernetes API server: set %s=1 after scripts/k8s-build", k8stest.EnvGate)
+	}
+	base := os.Getenv("MOE_TEST_POSTGRES_URL")
+	if base == "" {
+		t.Skip("needs PostgreSQL: set MOE_TEST_POSTGRES_URL (scripts/postgres run -- go test ...)")
+	}
+	bin := moetest.Binary(t)
+	ctx := context.Background()
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	c, err := k8stest.Start(sctx, k8stest.Options{})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	ns := c.Namespace(t)
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	moetest.WriteFile(t, kubeconfig, fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: %q, certificate-authority-data: %q}
+users:
+- name: admin
+  user: {token: %q}
+contexts:
+- name: test
+  context: {cluster: test, user: admin}
+current-context: test
+`, c.Config.Host, base64.StdEncoding.EncodeToString(c.Config.CAData), c.Config.BearerToken))
+
+	// the shared store, in a schema of its own, seeded as the control plane would
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "moe_test_" + hex.EncodeToString(b[:])
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+		admin.Close(ctx)
+	}()
+	storeURL := base + " search_path=" + schema
+	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		storeURL = u.String()
+	}
+	writer, err := postgres.Open(ctx, storeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	key := make([]byte, auth.BoxKeySize)
+	rand.Read(key)
+	box, err := auth.BoxFromKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createKeyEndpoint := func(name string) {
+		t.Helper()
+		p, _ := box.Seal([]byte("primary-key-0123456789"))
+		s, _ := box.Seal([]byte("secondary-key-0123456789"))
+		e := &store.Endpoint{Spec: spec.Endpoint{Name: name, AuthMode: "key", Traffic: map[string]int{"blue": 100}},
+			PrimaryKey: p, SecondaryKey: s, State: "Succeeded"}
+		if err := writer.CreateEndpoint(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		r := store.Revision{Generation: 1, Spec: spec.Deployment{Name: "blue", EndpointName: name, InstanceCount: 1}}
+		if err := writer.CreateDeployment(ctx, &store.Deployment{Endpoint: name, Name: "blue", Desired: r, Active: &r, State: "Succeeded"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createKeyEndpoint("shop")
+
+	ports := make([]string, 2)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().String()
+		l.Close()
+	}
+	gwAddr, adminAddr := ports[0], ports[1]
+	var log bytes.Buffer
+	cmd := exec.Command(bin, "gateway", "--data-dir", filepath.Join(dir, "data"),
+		"--gateway-addr", gwAddr, "--admin-addr", adminAddr, "--store", storeURL,
+		"--kubeconfig", kubeconfig, "--k8s-namespace", ns, "--shutdown-delay", "0")
+	cmd.Env = append(os.Environ(), "MOE_MASTER_KEY="+base64.StdEncoding.EncodeToString(key))
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("moe gateway log:\n%s", log.String())
+		}
+	}()
+
+	// the gateway's certificate is generated under its data dir
+	var client *http.Client
+	deadline := time.Now().Add(30 * time.Second)
+	for client == nil {
+		if pool, err := pki.LoadCertPool(filepath.Join(dir, "data", "pki")); err == nil {
+			client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, network, gwAddr)
+				},
+			}}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no CA in the gateway's data dir")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	get := func(host, path, bearer string) (int, string) {
+		t.Helper()
+		method := http.MethodGet
+		if path == "/score" {
+			method = http.MethodPost
+		}
+		req, _ := http.NewRequest(method, "https://"+host+path, strings.NewReader(`{"data":[1]}`))
+		req.Header.Set("Content-Type", "application/json")
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for {
+		code, body := get("localhost", "/-/ready", "")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/-/ready: %d %s", code, body)
+		}
+		select {
+		case <-exited:
+			t.Fatalf("moe gateway exited: %v", waitErr)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + adminAddr + "/-/ready"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("admin /-/ready: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	if code, body := get("nope.local.inference.localhost", "/score", "primary-key-0123456789"); code != http.StatusNotFound {
+		t.Errorf("unknown endpoint: %d %s, want 404", code, body)
+	}
+	if code, body := get("shop.local.inference.localhost", "/score", "wrong-key-0123456789"); code != http.StatusUnauthorized {
+		t.Errorf("wrong key: %d %s, want 401", code, body)
+	}
+	if code, body := get("shop.local.inference.localhost", "/score", "secondary-key-0123456789"); code != http.StatusServiceUnavailable {
+		t.Errorf("known endpoint without ready pods: %d %s, want 503", code, body)
+	}
+
+	// another control-plane replica creates an endpoint: served within a second
+	createKeyEndpoint("fraud")
+	start := time.Now()
+	for {
+		code, body := get("fraud.local.inference.localhost", "/score", "primary-key-0123456789")
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("new endpoint after %s: %d %s, want 503", time.Since(start), code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("endpoint created in the store was routed after %s", time.Since(start).Round(time.Millisecond))
+
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		cmd.Process.Signal(syscall.SIGQUIT)
+		time.Sleep(time.Second)
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(m), `endpoint="shop"`) || !strings.Contains(string(m), `code="503"`) {
+		t.Errorf("metrics without shop's 503:\n%s", m)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Errorf("exit after SIGTERM: %v", waitErr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("still running 20s after SIGTERM")
+	}
+}
