@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/moe-serving/moe/internal/logfile"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,6 +41,7 @@ import (
 // traffic split, mirroring, limits and metrics are those of `moe serve`'s
 // gateway: the same gateway.Server and the same route builder.
 type gatewayCmd struct {
+	logOut        *logfile.Buffered
 	app           *app
 	gatewayAddr   string
 	adminAddr     string
@@ -134,7 +136,8 @@ func (g *gatewayCmd) run(ctx context.Context) (err error) {
 }
 
 func (g *gatewayCmd) initLogger() (err error) {
-	g.logger, err = newLogger(g.app.stderr, g.logFormat, g.logLevel)
+	g.logOut = logfile.NewBuffered(g.app.stderr, 100*time.Millisecond) // no write(2) per access line
+	g.logger, err = newLogger(g.logOut, g.logFormat, g.logLevel)
 	g.dir = g.app.dir()
 	return err
 }
@@ -345,6 +348,9 @@ func (g *gatewayCmd) close() error {
 	}
 	if g.tracing != nil {
 		closeTracing(g.tracing, g.logger)
+	}
+	if g.logOut != nil {
+		g.logOut.Close()
 	}
 	return err
 }

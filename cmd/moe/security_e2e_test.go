@@ -102,6 +102,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 			}
 		}
 	}
+	srv.Stop() // flushes the server's buffered log
 	check("the server log (debug)", srv.Log())
 	for i, o := range outputs {
 		check("CLI output #"+string(rune('0'+i%10)), o)
@@ -124,7 +125,6 @@ func TestSecretsNeverLogged(t *testing.T) {
 			t.Errorf("%s: mode %v, %v; want 0600", f, fi.Mode(), err)
 		}
 	}
-	srv.Stop()
 	os.Chmod(filepath.Join(dataDir, "admin.token"), 0o644)
 	bin := moetest.Binary(t)
 	out, err := runCmd(bin, "serve", "--data-dir", dataDir, "--api-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0")

@@ -29,6 +29,7 @@ import (
 	"github.com/moe-serving/moe/internal/auth"
 	"github.com/moe-serving/moe/internal/console"
 	"github.com/moe-serving/moe/internal/gateway"
+	"github.com/moe-serving/moe/internal/logfile"
 	"github.com/moe-serving/moe/internal/metrics"
 	"github.com/moe-serving/moe/internal/oidc"
 	"github.com/moe-serving/moe/internal/pki"
@@ -54,6 +55,7 @@ type serveRunner interface {
 // gateway in one process. Its steps run in order: init* build the parts,
 // Run serves until the context ends, Close releases in reverse order.
 type serveCmd struct {
+	logOut      *logfile.Buffered
 	app         *app
 	apiAddr     string
 	gatewayAddr string
@@ -169,7 +171,9 @@ func (s *serveCmd) initDir() error {
 }
 
 func (s *serveCmd) initLogger() (err error) {
-	s.logger, err = newLogger(s.app.stderr, s.logFormat, s.logLevel)
+	// buffered: the access log would otherwise cost a write(2) per request
+	s.logOut = logfile.NewBuffered(s.app.stderr, 100*time.Millisecond)
+	s.logger, err = newLogger(s.logOut, s.logFormat, s.logLevel)
 	return err
 }
 
@@ -492,6 +496,9 @@ func (s *serveCmd) close() error {
 	}
 	if s.dir != "" && s.apiLn != nil {
 		os.Remove(filepath.Join(s.dir, serverInfoFile))
+	}
+	if s.logOut != nil {
+		s.logOut.Close()
 	}
 	return errors.Join(errs...)
 }
