@@ -153,24 +153,11 @@ func (s *Store) GetEndpoint(ctx context.Context, name string) (*store.Endpoint, 
 
 // ListEndpoints implements store.Store.
 func (s *Store) ListEndpoints(ctx context.Context) ([]*store.Endpoint, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT data FROM endpoints ORDER BY name`)
+	out, err := list[store.Endpoint](ctx, s.db, `SELECT data FROM endpoints ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list endpoints: %w", err)
 	}
-	defer rows.Close()
-	var out []*store.Endpoint
-	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			return nil, fmt.Errorf("list endpoints: %w", err)
-		}
-		var e store.Endpoint
-		if err := json.Unmarshal(data, &e); err != nil {
-			return nil, fmt.Errorf("list endpoints: decode: %w", err)
-		}
-		out = append(out, &e)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // UpdateEndpoint implements store.Store.
@@ -274,22 +261,31 @@ func (s *Store) ListDeployments(ctx context.Context, endpoint string) ([]*store.
 	if endpoint != "" {
 		q, args = `SELECT data FROM deployments WHERE endpoint = ? ORDER BY name`, []any{endpoint}
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	out, err := list[store.Deployment](ctx, s.db, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", err)
 	}
+	return out, nil
+}
+
+// list runs a query whose rows are one JSON document each and decodes them.
+func list[T any](ctx context.Context, db *sql.DB, q string, args ...any) ([]*T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
-	var out []*store.Deployment
+	var out []*T
 	for rows.Next() {
 		var data []byte
 		if err := rows.Scan(&data); err != nil {
-			return nil, fmt.Errorf("list deployments: %w", err)
+			return nil, err
 		}
-		var d store.Deployment
-		if err := json.Unmarshal(data, &d); err != nil {
-			return nil, fmt.Errorf("list deployments: decode: %w", err)
+		v := new(T)
+		if err := json.Unmarshal(data, v); err != nil {
+			return nil, fmt.Errorf("decode: %w", err)
 		}
-		out = append(out, &d)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
