@@ -226,26 +226,14 @@ func TestAutoscaleScalesOutInSeconds(t *testing.T) {
 	proj := project(t, python)
 	srv := moetest.Start(t, t.TempDir(), "--python", python)
 	moetest.WriteFile(t, filepath.Join(proj, "code", "slow", "score.py"), "import time\n\ndef init():\n    pass\n\ndef run(raw):\n    time.sleep(0.2)\n    return [1]\n")
-	moetest.WriteFile(t, filepath.Join(proj, "yaml", "slow.yml"), `name: slow
-endpoint_name: my-endpoint
-model:
-  path: ../model/
-code_configuration:
-  code: ../code/slow/
-  scoring_script: score.py
-environment:
-  conda_file: ../env/conda.yml
-  image: x
-instance_type: Standard_DS3_v2
-instance_count: 1
-scale_settings:
+	moetest.WriteFile(t, filepath.Join(proj, "yaml", "slow.yml"), deploymentYAML("slow", "slow", "conda.yml", `scale_settings:
   type: target_utilization
   min_instances: 1
   max_instances: 3
   target_utilization_percentage: 70
 request_settings:
   max_concurrent_requests_per_instance: 1
-`)
+`))
 	srv.MustCLI("online-endpoint", "create", "-f", filepath.Join(proj, "yaml", "endpoint.yml"))
 	srv.MustCLI("online-deployment", "create", "-f", filepath.Join(proj, "yaml", "slow.yml"), "--all-traffic")
 	var d struct {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,7 +26,7 @@ func TestDiagnoseSeededFailures(t *testing.T) {
 	w("code/initexc/score.py", "def init():\n    raise KeyError('MODEL_VERSION')\n\ndef run(raw):\n    return 1\n")
 	w("env/tf.yml", "dependencies:\n  - python=3.11\n  - tensorflow\n")
 	deploy := func(name, code, conda string) {
-		w("yaml/"+name+".yml", fmt.Sprintf("name: %s\nendpoint_name: my-endpoint\nmodel:\n  path: ../model/\ncode_configuration:\n  code: ../code/%s/\n  scoring_script: score.py\nenvironment:\n  conda_file: ../env/%s\n  image: x\ninstance_type: Standard_DS3_v2\ninstance_count: 1\n", name, code, conda))
+		w("yaml/"+name+".yml", deploymentYAML(name, code, conda, ""))
 		if _, errOut, code := srv.CLI("online-deployment", "create", "-f", filepath.Join(proj, "yaml", name+".yml")); code == 0 {
 			t.Fatalf("%s: deployment succeeded, want a failure:\n%s", name, errOut)
 		}

@@ -33,8 +33,16 @@ func project(t *testing.T, python string) string {
 	w("yaml/endpoint.yml", "$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json\nname: my-endpoint\nauth_mode: key\n")
 	w("yaml/passthrough.yml", "name: pass-endpoint\nauth_mode: key\nproperties:\n  moe.pass_model_status: \"true\"\n")
 	for _, d := range []string{"blue", "green", "badinit", "runerror"} {
-		w("yaml/"+d+".yml", fmt.Sprintf(`$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json
-name: %s
+		w("yaml/"+d+".yml", "$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json\n"+deploymentYAML(d, d, "conda.yml", ""))
+	}
+	return dir
+}
+
+// deploymentYAML is a deployment of the test project's model on
+// endpoint my-endpoint with the scoring code in code/<code>/ and the conda
+// file env/<conda>; extra is more YAML (request_settings, scale_settings...).
+func deploymentYAML(name, code, conda, extra string) string {
+	return fmt.Sprintf(`name: %s
 endpoint_name: my-endpoint
 model:
   path: ../model/
@@ -42,13 +50,11 @@ code_configuration:
   code: ../code/%s/
   scoring_script: score.py
 environment:
-  conda_file: ../env/conda.yml
+  conda_file: ../env/%s
   image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest
 instance_type: Standard_DS3_v2
 instance_count: 1
-`, d, d))
-	}
-	return dir
+%s`, name, code, conda, extra)
 }
 
 // expected computes run()'s answer with Python itself, to compare bytes.

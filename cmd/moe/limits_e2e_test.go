@@ -26,22 +26,10 @@ func TestConcurrencyLimitsOnRealServer(t *testing.T) {
 	srv := moetest.Start(t, t.TempDir(), "--python", python)
 	// run() echoes its input after sleeping the number of ms it names
 	moetest.WriteFile(t, filepath.Join(proj, "code", "sleepy", "score.py"), "import json, time\n\ndef init():\n    pass\n\ndef run(raw):\n    d = json.loads(raw)\n    time.sleep(d['sleep_ms'] / 1000)\n    return {'echo': d['n']}\n")
-	moetest.WriteFile(t, filepath.Join(proj, "yaml", "sleepy.yml"), `name: sleepy
-endpoint_name: my-endpoint
-model:
-  path: ../model/
-code_configuration:
-  code: ../code/sleepy/
-  scoring_script: score.py
-environment:
-  conda_file: ../env/conda.yml
-  image: x
-instance_type: Standard_DS3_v2
-instance_count: 1
-request_settings:
+	moetest.WriteFile(t, filepath.Join(proj, "yaml", "sleepy.yml"), deploymentYAML("sleepy", "sleepy", "conda.yml", `request_settings:
   max_concurrent_requests_per_instance: 1
   request_timeout_ms: 1500
-`)
+`))
 	srv.MustCLI("online-endpoint", "create", "-f", filepath.Join(proj, "yaml", "endpoint.yml"))
 	srv.MustCLI("online-deployment", "create", "-f", filepath.Join(proj, "yaml", "sleepy.yml"), "--all-traffic")
 	key, _ := srv.Keys("my-endpoint")

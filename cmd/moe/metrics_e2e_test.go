@@ -37,19 +37,7 @@ func metricsProject(t *testing.T, python string) string {
 		"slow":   "request_settings:\n  request_timeout_ms: 300\n",
 		"single": "request_settings:\n  request_timeout_ms: 20000\n  max_concurrent_requests_per_instance: 1\n",
 	} {
-		w("yaml/"+name+".yml", fmt.Sprintf(`name: %s
-endpoint_name: my-endpoint
-model:
-  path: ../model/
-code_configuration:
-  code: ../code/%s/
-  scoring_script: score.py
-environment:
-  conda_file: ../env/conda.yml
-  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest
-instance_type: Standard_DS3_v2
-instance_count: 1
-%s`, name, name, settings))
+		w("yaml/"+name+".yml", deploymentYAML(name, name, "conda.yml", settings))
 	}
 	return dir
 }
