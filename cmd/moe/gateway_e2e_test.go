@@ -6,12 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/moe-serving/moe/internal/auth"
 	"github.com/moe-serving/moe/internal/k8stest"
 	"github.com/moe-serving/moe/internal/moetest"
@@ -29,6 +25,7 @@ import (
 	"github.com/moe-serving/moe/internal/spec"
 	"github.com/moe-serving/moe/internal/store"
 	"github.com/moe-serving/moe/internal/store/postgres"
+	"github.com/moe-serving/moe/internal/store/postgres/pgtest"
 )
 
 // TestGatewayProcess runs a real `moe gateway` against a real kube-apiserver
@@ -75,31 +72,7 @@ current-context: test
 `, c.Config.Host, base64.StdEncoding.EncodeToString(c.Config.CAData), c.Config.BearerToken))
 
 	// the shared store, in a schema of its own, seeded as the control plane would
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "moe_test_" + hex.EncodeToString(b[:])
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-		admin.Close(ctx)
-	}()
-	storeURL := base + " search_path=" + schema
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		storeURL = u.String()
-	}
+	storeURL := pgtest.Schema(t, base)
 	writer, err := postgres.Open(ctx, storeURL)
 	if err != nil {
 		t.Fatal(err)

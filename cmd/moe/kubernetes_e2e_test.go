@@ -15,14 +15,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +28,7 @@ import (
 	"github.com/moe-serving/moe/internal/k8stest"
 	"github.com/moe-serving/moe/internal/moetest"
 	k8srunner "github.com/moe-serving/moe/internal/runner/kubernetes"
+	"github.com/moe-serving/moe/internal/store/postgres/pgtest"
 )
 
 func startCluster(t *testing.T) *k8stest.Cluster {
@@ -198,32 +197,7 @@ func freshPostgres(t *testing.T) string {
 	if base == "" {
 		t.Skip("needs PostgreSQL: set MOE_TEST_POSTGRES_URL (scripts/postgres run -- go test ...)")
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "moe_le_" + hex.EncodeToString(b[:])
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if conn, err := pgx.Connect(ctx, base); err == nil {
-			conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-			conn.Close(ctx)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.Schema(t, base)
 }
 
 // TestLeaderElection: two control planes (real `moe serve` processes, one

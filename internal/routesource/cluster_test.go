@@ -16,17 +16,13 @@ package routesource
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -36,6 +32,7 @@ import (
 	k8srunner "github.com/moe-serving/moe/internal/runner/kubernetes"
 	"github.com/moe-serving/moe/internal/store"
 	"github.com/moe-serving/moe/internal/store/postgres"
+	"github.com/moe-serving/moe/internal/store/postgres/pgtest"
 	"github.com/moe-serving/moe/internal/store/sqlite"
 )
 
@@ -56,37 +53,8 @@ func testStores(t *testing.T) (gw, writer store.Store) {
 		t.Log("store: SQLite (set MOE_TEST_POSTGRES_URL for PostgreSQL with two clients)")
 		return st, st
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "moe_test_" + hex.EncodeToString(b[:])
+	u := pgtest.Schema(t, base)
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return
-		}
-		defer admin.Close(ctx)
-		admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-	})
-	u := base + " search_path=" + schema
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		pu, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := pu.Query()
-		q.Set("search_path", schema)
-		pu.RawQuery = q.Encode()
-		u = pu.String()
-	}
 	open := func() store.Store {
 		s, err := postgres.Open(ctx, u)
 		if err != nil {

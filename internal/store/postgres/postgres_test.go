@@ -2,10 +2,7 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -13,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/moe-serving/moe/internal/spec"
 	"github.com/moe-serving/moe/internal/store"
+	"github.com/moe-serving/moe/internal/store/postgres/pgtest"
 	"github.com/moe-serving/moe/internal/store/storetest"
 )
 
@@ -31,50 +27,10 @@ func testURL(t *testing.T) string {
 	return u
 }
 
-// freshSchema creates an empty schema for one test, dropped at cleanup,
-// and returns the URL whose search_path selects it, so tests sharing the
-// database never see each other's tables or notifications.
+// freshSchema is an empty schema of the test database for one test.
 func freshSchema(t *testing.T) string {
 	t.Helper()
-	base := testURL(t)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "moe_test_" + hex.EncodeToString(b[:])
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return withSearchPath(t, base, schema)
-}
-
-func withSearchPath(t *testing.T, base, schema string) string {
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return base + " search_path=" + schema
+	return pgtest.Schema(t, testURL(t))
 }
 
 // openAt opens a Store at u, closed at cleanup.
