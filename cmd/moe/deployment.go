@@ -154,43 +154,12 @@ func depCreate(a *app, update bool) *cobra.Command {
 				return fmt.Errorf("%s deployment %q (endpoint %q): %w", use, d.Name, d.EndpointName, err)
 			}
 			if !f.noWait {
-				gen := v.Generation
-				deadline := time.Now().Add(15 * time.Minute)
-				for {
-					cur, err := c.api.GetDeployment(ctx, d.EndpointName, d.Name)
-					if err != nil {
-						return err
-					}
-					v = cur
-					pr.provisioningSteps(ctx, c.api, d.EndpointName, d.Name)
-					pr.set(fmt.Sprintf("%s: %d/%d instances ready", cur.ProvisioningState, cur.ReadyInstances, wantReady(&cur.Deployment)))
-					if cur.ProvisioningState == spec.StateFailed ||
-						cur.ProvisioningState == spec.StateSucceeded && cur.ActiveGeneration >= gen && cur.ReadyInstances >= wantReady(&cur.Deployment) {
-						pr.done(cur.ProvisioningState)
-						break
-					}
-					if time.Now().After(deadline) {
-						return fmt.Errorf("deployment %q still %s after 15m; check again with show", d.Name, cur.ProvisioningState)
-					}
-					select {
-					case <-ctx.Done():
-						return ctx.Err()
-					case <-time.After(150 * time.Millisecond):
-					}
+				if v, err = a.waitDeployed(ctx, c, pr, d.EndpointName, d.Name, v.Generation, allTraffic); err != nil {
+					return err
 				}
 				if v.ProvisioningState == spec.StateFailed {
 					printOut(a.stdout, f.output, v, deploymentHeader, deploymentRows([]*api.DeploymentView{v}))
 					return &exitError{code: 1, err: fmt.Errorf("deployment %q (endpoint %q) failed: %s\nSee: moe online-deployment get-logs -n %s -e %s", d.Name, d.EndpointName, v.Error, d.Name, d.EndpointName)}
-				}
-				if allTraffic {
-					// the server moves traffic when the deployment is ready; wait for it
-					a.waitFor(ctx, 30*time.Second, func() (string, bool, error) {
-						e, err := c.api.GetEndpoint(ctx, d.EndpointName)
-						if err != nil {
-							return "", false, err
-						}
-						return "traffic", e.Traffic[strings.ToLower(d.Name)] == 100, nil
-					})
 				}
 			}
 			return printOut(a.stdout, f.output, v, deploymentHeader, deploymentRows([]*api.DeploymentView{v}))
@@ -373,6 +342,47 @@ func depDiagnose(a *app) *cobra.Command {
 	cmd.Flags().StringVarP(&endpoint, "endpoint-name", "e", "", "endpoint name")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or yaml")
 	return cmd
+}
+
+// waitDeployed waits, showing progress, until generation gen of a
+// deployment has all its instances ready or has failed (the returned view
+// says which); then, with allTraffic, until the endpoint routes 100 % to it
+// (the server moves traffic once the deployment is ready).
+func (a *app) waitDeployed(ctx context.Context, c *connection, pr *progress, endpoint, name string, gen int64, allTraffic bool) (*api.DeploymentView, error) {
+	deadline := time.Now().Add(15 * time.Minute)
+	var v *api.DeploymentView
+	for {
+		cur, err := c.api.GetDeployment(ctx, endpoint, name)
+		if err != nil {
+			return nil, err
+		}
+		v = cur
+		pr.provisioningSteps(ctx, c.api, endpoint, name)
+		pr.set(fmt.Sprintf("%s: %d/%d instances ready", cur.ProvisioningState, cur.ReadyInstances, wantReady(&cur.Deployment)))
+		if cur.ProvisioningState == spec.StateFailed ||
+			cur.ProvisioningState == spec.StateSucceeded && cur.ActiveGeneration >= gen && cur.ReadyInstances >= wantReady(&cur.Deployment) {
+			pr.done(cur.ProvisioningState)
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("deployment %q still %s after 15m; check again with show", name, cur.ProvisioningState)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+	if allTraffic && v.ProvisioningState == spec.StateSucceeded {
+		a.waitFor(ctx, 30*time.Second, func() (string, bool, error) {
+			e, err := c.api.GetEndpoint(ctx, endpoint)
+			if err != nil {
+				return "", false, err
+			}
+			return "traffic", e.Traffic[strings.ToLower(name)] == 100, nil
+		})
+	}
+	return v, nil
 }
 
 // wantReady is how many ready instances a finished create/update has.

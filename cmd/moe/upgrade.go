@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -63,7 +62,7 @@ func (a *app) applyUpgrade(ctx context.Context, req upgrade.ApplyRequest) (*upgr
 		if req.Keys != nil {
 			cr.Keys = &api.Keys{PrimaryKey: req.Keys.PrimaryKey, SecondaryKey: req.Keys.SecondaryKey}
 		}
-		if cur, err = c.api.CreateEndpoint(ctx, cr); err != nil {
+		if _, err = c.api.CreateEndpoint(ctx, cr); err != nil {
 			return nil, fmt.Errorf("create endpoint %q: %w", e.Name, err)
 		}
 		fmt.Fprintf(a.stderr, "Created endpoint %s (%s auth)\n", e.Name, e.AuthMode)
@@ -102,6 +101,8 @@ func (a *app) applyUpgrade(ctx context.Context, req upgrade.ApplyRequest) (*upgr
 		return nil, fmt.Errorf("deployment %q: %w", d.Name, err)
 	}
 	dr := api.DeploymentRequest{Deployment: d, Artifacts: arts, AllTraffic: true}
+	pr := newProgress(a.stderr)
+	pr.provisioningSteps(ctx, c.api, e.Name, d.Name) // baseline: lines already there
 	var v *api.DeploymentView
 	if _, err := c.api.GetDeployment(ctx, e.Name, d.Name); api.IsNotFound(err) {
 		v, err = c.api.CreateDeployment(ctx, e.Name, dr)
@@ -113,29 +114,15 @@ func (a *app) applyUpgrade(ctx context.Context, req upgrade.ApplyRequest) (*upgr
 	} else if v, err = c.api.UpdateDeployment(ctx, e.Name, d.Name, dr); err != nil {
 		return nil, fmt.Errorf("update deployment %q: %w", d.Name, err)
 	}
-	gen := v.Generation
-	err = a.waitFor(ctx, 15*time.Minute, func() (string, bool, error) {
-		cur, err := c.api.GetDeployment(ctx, e.Name, d.Name)
-		if err != nil {
-			return "", false, err
-		}
-		v = cur
-		return cur.ProvisioningState, cur.ProvisioningState == spec.StateFailed || cur.ProvisioningState == spec.StateSucceeded && cur.ActiveGeneration >= gen, nil
-	})
-	if err != nil {
+	if v, err = a.waitDeployed(ctx, c, pr, e.Name, d.Name, v.Generation, true); err != nil {
 		return nil, err
 	}
 	if v.ProvisioningState == spec.StateFailed {
 		return nil, fmt.Errorf("deployment %q (endpoint %q) failed: %s", d.Name, e.Name, v.Error)
 	}
-	a.waitFor(ctx, 30*time.Second, func() (string, bool, error) {
-		ev, err := c.api.GetEndpoint(ctx, e.Name)
-		if err != nil {
-			return "", false, err
-		}
-		cur = ev
-		return "traffic", ev.Traffic[strings.ToLower(d.Name)] == 100, nil
-	})
+	if cur, err = c.api.GetEndpoint(ctx, e.Name); err != nil {
+		return nil, err
+	}
 	return &upgrade.Applied{ScoringURI: cur.ScoringURI, AuthMode: cur.AuthMode}, nil
 }
 
