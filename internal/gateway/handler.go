@@ -96,6 +96,7 @@ type exchange struct {
 	idHeader  []string    // x-request-id value, shared by response and upstream request
 	tee       *teeBody    // captures the body of a mirrored request
 	shadow    *Deployment // the mirror's deployment, when mirrored
+	keep      keepOpen    // the upstream body, kept open for a dial retry
 	// for Observation
 	sent        time.Time     // when the request went to the instance
 	upstream    time.Duration // until the instance's answer headers

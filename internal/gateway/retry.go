@@ -28,7 +28,8 @@ func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// included; keep it open for a retry (net/http's server closes it when
 	// the handler returns).
 	if req.Body != nil && req.Body != http.NoBody {
-		req.Body = keepOpen{req.Body}
+		x.keep.ReadCloser = req.Body // in the exchange: no allocation per request
+		req.Body = &x.keep
 	}
 	resp, err := t.base.RoundTrip(req)
 	tried := []*Instance{x.claim.instance}
