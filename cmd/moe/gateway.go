@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/moe-serving/moe/internal/logfile"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -94,9 +95,9 @@ it last read (instances still follow the EndpointSlices). /-/ready fails until
 the first route table is built and while shutting down.
 
 It needs the control plane's master key (MOE_MASTER_KEY or --master-key-file)
-to open key endpoints' keys, and its token signing key set (--token-keys, a
-folder holding token-keys.json) to verify aml_tokens; --oidc-* as moe serve for
-aad_token endpoints.`,
+to open key endpoints' keys and the token signing key set, which it reads from
+the store (sealed; or from --token-keys, a folder holding token-keys.json) to
+verify aml_tokens; --oidc-* as moe serve for aad_token endpoints.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return g.run(cmd.Context()) },
 	}
@@ -107,7 +108,7 @@ aad_token endpoints.`,
 	f.StringVar(&g.domain, "domain", envOr("MOE_DOMAIN", "localhost"), "domain of scoring hosts (env MOE_DOMAIN)")
 	f.StringVar(&g.storeURL, "store", os.Getenv("MOE_STORE"), "the control plane's PostgreSQL store, postgres://... (env MOE_STORE); read only")
 	f.StringVar(&g.masterKeyFile, "master-key-file", "", "file with the control plane's master key, which opens endpoint keys (default <data-dir>/master.key; env MOE_MASTER_KEY wins)")
-	f.StringVar(&g.tokenKeys, "token-keys", "", "folder holding the control plane's token signing key set (token-keys.json, mode 0600 or 0400) to verify aml_tokens (default <data-dir>/signing); re-read when a token names a key it does not hold")
+	f.StringVar(&g.tokenKeys, "token-keys", "", "folder holding a token signing key set (token-keys.json, mode 0600 or 0400) to verify aml_tokens with, instead of the control plane's set in the store; re-read when a token names a key it does not hold")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&g.tlsCert, "tls-cert", "", "serve this certificate (PEM) instead of a generated one; reloaded when it changes")
@@ -127,7 +128,7 @@ func (g *gatewayCmd) run(ctx context.Context) (err error) {
 			err = cerr
 		}
 	}()
-	for _, step := range []func() error{g.initLogger, g.initSecrets, g.initPKI, g.initOIDC, g.initTracing, g.initSlices, g.initStore, g.initGateway, g.initListeners} {
+	for _, step := range []func() error{g.initLogger, g.initSecrets, g.initPKI, g.initOIDC, g.initTracing, g.initSlices, g.initStore, g.initSigner, g.initGateway, g.initListeners} {
 		if err := step(); err != nil {
 			return err
 		}
@@ -151,13 +152,29 @@ func (g *gatewayCmd) initSecrets() (err error) {
 	if g.box, err = openMasterKey(file, false); err != nil {
 		return err
 	}
-	dir := g.tokenKeys
-	if dir == "" {
-		dir = filepath.Join(g.dir, "signing")
+	return nil
+}
+
+// initSigner sets up aml_token verification with the control plane's key
+// set: from the store (sealed with the master key; the default), or from
+// the --token-keys folder. It never creates keys.
+func (g *gatewayCmd) initSigner() error {
+	g.signer = &gatewaySigner{log: g.logger.With("component", "auth")}
+	if dir := g.tokenKeys; dir != "" {
+		g.signer.where = "--token-keys " + dir
+		g.signer.open = func(context.Context) (*auth.Signer, error) {
+			if _, err := os.Stat(filepath.Join(dir, auth.KeySetFile)); err != nil {
+				return nil, err // OpenSigner would create a new set no token was signed with
+			}
+			return auth.OpenSigner(dir)
+		}
+	} else {
+		g.signer.where = "the store"
+		keys := auth.StoredKeySet(g.store, g.box)
+		g.signer.open = func(ctx context.Context) (*auth.Signer, error) { return auth.LoadSigner(ctx, keys) }
 	}
-	g.signer = &gatewaySigner{dir: dir, log: g.logger.With("component", "auth")}
 	if err := g.signer.reload(); err != nil {
-		g.logger.Warn("no token signing keys: aml_token endpoints answer 401 until they appear", "token_keys", dir, "err", err)
+		g.logger.Warn("no token signing keys: aml_token endpoints answer 401 until they appear", "token_keys", g.signer.where, "err", err)
 	}
 	return nil
 }
@@ -315,6 +332,9 @@ func (g *gatewayCmd) serve(ctx context.Context) error {
 		})
 	}
 	eg.Go(func() error { return g.follower.Run(gctx) })
+	if g.tokenKeys == "" {
+		eg.Go(func() error { g.signer.follow(gctx, g.store); return nil })
+	}
 	eg.Go(func() error { return g.ca.Run(gctx) })
 	if g.verifier != nil {
 		eg.Go(func() error { return g.verifier.Run(gctx) })
@@ -356,13 +376,14 @@ func (g *gatewayCmd) close() error {
 }
 
 // gatewaySigner verifies aml_tokens with the control plane's key set, read
-// from a folder (a mounted Secret) and never created here. A token whose key
-// the set does not hold makes it re-read the folder (at most every few
-// seconds), so a rotation on the control plane (`moe token-signing-key
-// rotate`, with the Secret updated) needs no gateway restart.
+// from the store (or a --token-keys folder) and never created here. After
+// a store change, and when a token names a key the set does not hold (at
+// most every few seconds), it reads the set again, so a rotation on the
+// control plane (`moe token-signing-key rotate`) needs no gateway restart.
 type gatewaySigner struct {
-	dir string
-	log *slog.Logger
+	open  func(context.Context) (*auth.Signer, error)
+	where string // for messages: "the store" or "--token-keys DIR"
+	log   *slog.Logger
 
 	s      atomic.Pointer[auth.Signer]
 	mu     sync.Mutex
@@ -371,20 +392,38 @@ type gatewaySigner struct {
 
 const gatewaySignerReloadEvery = 5 * time.Second
 
-// reload re-reads the key set if it exists.
+// reload reads the key set if it exists.
 func (r *gatewaySigner) reload() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lastAt = time.Now()
-	if _, err := os.Stat(filepath.Join(r.dir, auth.KeySetFile)); err != nil {
-		return err // OpenSigner would create a new set no token was signed with
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if s := r.s.Load(); s != nil && r.where == "the store" {
+		return s.Reload(ctx) // one read when the set did not change
 	}
-	s, err := auth.OpenSigner(r.dir)
+	s, err := r.open(ctx)
 	if err != nil {
 		return err
 	}
 	r.s.Store(s)
 	return nil
+}
+
+// follow reloads the key set after every change of the store.
+func (r *gatewaySigner) follow(ctx context.Context, st store.Store) {
+	ch, stop := st.Subscribe()
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			if err := r.reload(); err != nil && ctx.Err() == nil && !errors.Is(err, fs.ErrNotExist) {
+				r.log.Warn("re-read token signing keys", "from", r.where, "err", err)
+			}
+		}
+	}
 }
 
 func (r *gatewaySigner) Verify(token, endpoint string, now time.Time) error {
@@ -400,11 +439,11 @@ func (r *gatewaySigner) Verify(token, endpoint string, now time.Time) error {
 	r.mu.Unlock()
 	if due {
 		if err := r.reload(); err != nil {
-			r.log.Warn("re-read token signing keys", "dir", r.dir, "err", err)
+			r.log.Warn("re-read token signing keys", "from", r.where, "err", err)
 		}
 	}
 	if s = r.s.Load(); s == nil {
-		return fmt.Errorf("verify token: %w: this gateway has no token signing keys (--token-keys %s)", auth.ErrUnknownKey, r.dir)
+		return fmt.Errorf("verify token: %w: this gateway has no token signing keys (from %s)", auth.ErrUnknownKey, r.where)
 	}
 	return s.Verify(token, endpoint, now)
 }

@@ -217,6 +217,54 @@ current-context: test
 	}
 	t.Logf("endpoint created in the store was routed after %s", time.Since(start).Round(time.Millisecond))
 
+	// aml_token: the gateway verifies with the control plane's key set,
+	// read from the store (sealed with the master key): created after the
+	// gateway started, then rotated; each is followed within a second.
+	tokEP := &store.Endpoint{Spec: spec.Endpoint{Name: "tok", AuthMode: "aml_token", Traffic: map[string]int{"blue": 100}}, State: "Succeeded"}
+	if err := writer.CreateEndpoint(ctx, tokEP); err != nil {
+		t.Fatal(err)
+	}
+	r := store.Revision{Generation: 1, Spec: spec.Deployment{Name: "blue", EndpointName: "tok", InstanceCount: 1}}
+	if err := writer.CreateDeployment(ctx, &store.Deployment{Endpoint: "tok", Name: "blue", Desired: r, Active: &r, State: "Succeeded"}); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := auth.OpenSharedSigner(ctx, auth.StoredKeySet(writer, box)) // as the first control plane does
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func() string {
+		tok, err := signer.Issue("tok", time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.AccessToken.Reveal()
+	}
+	accepted := func(what, tok string) {
+		t.Helper()
+		start := time.Now()
+		for {
+			code, body := get("tok.local.inference.localhost", "/score", tok)
+			if code == http.StatusServiceUnavailable {
+				t.Logf("%s accepted after %s", what, time.Since(start).Round(time.Millisecond))
+				return
+			}
+			if time.Since(start) > time.Second {
+				t.Fatalf("%s after %s: %d %s, want 503 (authenticated, no ready pod)", what, time.Since(start), code, body)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	first := issue()
+	accepted("a token of the key set stored after the gateway started", first)
+	if code, _ := get("tok.local.inference.localhost", "/score", first[:len(first)-6]+"AAAAAA"); code != http.StatusUnauthorized {
+		t.Errorf("a forged token: %d, want 401", code)
+	}
+	if err := signer.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	accepted("a token of the rotated key", issue())
+	accepted("a token of the previous key", first)
+
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + adminAddr + "/metrics")
 	if err != nil {
 		cmd.Process.Signal(syscall.SIGQUIT)

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,6 +31,77 @@ import (
 	k8srunner "github.com/moe-serving/moe/internal/runner/kubernetes"
 	"github.com/moe-serving/moe/internal/store/postgres/pgtest"
 )
+
+// sharedState checks what two control-plane replicas must share through
+// the store, whichever replica a request reaches: the admin credentials,
+// the snapshots (uploaded through the follower, downloaded from the
+// leader by the pod's init container) and the aml_token signing keys
+// (issued by one, verified by the other's gateway, rotated on either).
+func sharedState(t *testing.T, c *k8stest.Cluster, ns string, leader, follower *moetest.Server, blue *appsv1.Deployment) {
+	t.Helper()
+	ctx := context.Background()
+	la, _ := os.ReadFile(filepath.Join(leader.Dir, "admin.token"))
+	fa, _ := os.ReadFile(filepath.Join(follower.Dir, "admin.token"))
+	if len(la) == 0 || string(la) != string(fa) {
+		t.Error("the two replicas have different admin credentials")
+	}
+
+	// the snapshot was uploaded through the follower; the pod's download
+	// reaches the leader (and the follower)
+	sec := waitK8s(t, "blue's credential Secret", 30*time.Second, func() (*corev1.Secret, error) {
+		return c.Client.CoreV1().Secrets(ns).Get(ctx, k8srunner.NamesFor("shop", "blue").Secret(1), metav1.GetOptions{})
+	})
+	env := initEnv(blue)
+	digests := map[string]string{"model": env[k8srunner.EnvModelDigest], "code": env[k8srunner.EnvCodeDigest]}
+	for name, srv := range map[string]*moetest.Server{"leader": leader, "follower": follower} {
+		// each test replica made its own CA (no --tls-cert here)
+		root, code, out, term := storageInitRun(t, srv.API, filepath.Join(srv.Dir, "pki", "ca.pem"), string(sec.Data[k8srunner.CredentialKey]), digests)
+		if code != 0 {
+			t.Errorf("storage-init against the %s: exit %d %q\n%s", name, code, term, out)
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(root, "code", "score.py")); err != nil || !strings.HasPrefix(string(b), "# blue") {
+			t.Errorf("code from the %s: %q %v", name, b, err)
+		}
+	}
+
+	// aml_token: issued by the follower, accepted by the leader's gateway;
+	// rotated on the leader, the follower issues with the new key
+	tokProj := t.TempDir()
+	moetest.WriteFile(t, filepath.Join(tokProj, "tok.yml"), "name: tok\nauth_mode: aml_token\n")
+	follower.MustCLI("online-endpoint", "create", "-f", filepath.Join(tokProj, "tok.yml"))
+	token := func() string {
+		var tok struct{ AccessToken string }
+		json.Unmarshal([]byte(follower.MustCLI("online-endpoint", "get-credentials", "-n", "tok")), &tok)
+		return tok.AccessToken
+	}
+	accepted := func(srv *moetest.Server, tok string) bool {
+		resp, _ := srv.Score(srv.ScoringURL("tok"), tok, []byte(`{"data":[1]}`))
+		return resp.StatusCode != http.StatusUnauthorized
+	}
+	first := token()
+	if !accepted(leader, first) {
+		t.Error("the leader's gateway refused a token the follower issued")
+	}
+	if accepted(leader, first[:len(first)-6]+"AAAAAA") {
+		t.Fatal("the leader's gateway accepted a forged token: the check above proves nothing")
+	}
+	leader.MustCLI("token-signing-key", "rotate")
+	kid := func(tok string) string { h, _, _ := strings.Cut(tok, "."); return h }
+	second := waitK8s(t, "the follower signs with the rotated key", 5*time.Second, func() (string, error) {
+		if tok := token(); kid(tok) != kid(first) {
+			return tok, nil
+		}
+		return "", fmt.Errorf("still the old key")
+	})
+	for _, tok := range []string{first, second} {
+		for name, srv := range map[string]*moetest.Server{"leader": leader, "follower": follower} {
+			if !accepted(srv, tok) {
+				t.Errorf("the %s's gateway refused a token after the rotation", name)
+			}
+		}
+	}
+}
 
 func startCluster(t *testing.T) *k8stest.Cluster {
 	t.Helper()
@@ -255,9 +327,10 @@ func TestLeaderElection(t *testing.T) {
 	proj := k8sProject(t)
 	follower.MustCLI("online-endpoint", "create", "-f", filepath.Join(proj, "yaml", "endpoint.yml"))
 	follower.MustCLI("online-deployment", "create", "-f", filepath.Join(proj, "yaml", "blue.yml"), "--no-wait")
-	waitK8s(t, "blue's Deployment (leader's reconciler)", 30*time.Second, func() (*appsv1.Deployment, error) {
+	blueDep := waitK8s(t, "blue's Deployment (leader's reconciler)", 30*time.Second, func() (*appsv1.Deployment, error) {
 		return c.Client.AppsV1().Deployments(ns).Get(ctx, k8srunner.NamesFor("shop", "blue").Set(1), metav1.GetOptions{})
 	})
+	sharedState(t, c, ns, leader, follower, blueDep)
 
 	// SIGKILL the leader: the lease is not released; it must expire
 	leader.Kill()

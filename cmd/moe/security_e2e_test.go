@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/moe-serving/moe/internal/auth"
 	"github.com/moe-serving/moe/internal/moetest"
 )
 
@@ -130,5 +132,39 @@ func TestSecretsNeverLogged(t *testing.T) {
 	out, err := runCmd(bin, "serve", "--data-dir", dataDir, "--api-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0")
 	if err == nil || !strings.Contains(out, "chmod 600") {
 		t.Errorf("serve with a world-readable admin.token: %v\n%s", err, out)
+	}
+}
+
+// TestDataDirFromBeforeTheSharedStore: a data dir written by an older moe
+// (admin credential and token signing key set in files, nothing of them in
+// the store) keeps working: the CLI's credential is accepted and a token
+// signed before the upgrade is still verified by the gateway.
+func TestDataDirFromBeforeTheSharedStore(t *testing.T) {
+	dir := t.TempDir()
+	if err := auth.WriteSecretFile(filepath.Join(dir, auth.AdminTokenFile), []byte("moe-admin-from-an-older-moe\n")); err != nil {
+		t.Fatal(err)
+	}
+	old, err := auth.OpenSigner(filepath.Join(dir, "signing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := old.Issue("tok", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := moetest.Start(t, dir)
+	if b, _ := os.ReadFile(filepath.Join(dir, auth.AdminTokenFile)); string(b) != "moe-admin-from-an-older-moe\n" {
+		t.Errorf("admin.token was replaced: %q", b)
+	}
+	proj := t.TempDir()
+	moetest.WriteFile(t, filepath.Join(proj, "tok.yml"), "name: tok\nauth_mode: aml_token\n")
+	srv.MustCLI("online-endpoint", "create", "-f", filepath.Join(proj, "tok.yml")) // with the old credential
+	if resp, b := srv.Score(srv.ScoringURL("tok"), tok.AccessToken.Reveal(), []byte(`{}`)); resp.StatusCode == 401 {
+		t.Errorf("a token signed with the old data dir's key set: %d %s", resp.StatusCode, b)
+	}
+	forged := tok.AccessToken.Reveal()
+	forged = forged[:len(forged)-6] + "AAAAAA"
+	if resp, _ := srv.Score(srv.ScoringURL("tok"), forged, []byte(`{}`)); resp.StatusCode != 401 {
+		t.Errorf("a forged token: %d, want 401", resp.StatusCode)
 	}
 }

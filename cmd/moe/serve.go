@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -154,7 +155,7 @@ func (s *serveCmd) run(ctx context.Context) (err error) {
 			err = cerr
 		}
 	}()
-	for _, step := range []func() error{s.initDir, s.initLogger, s.initSecrets, s.initPKI, s.initOIDC, s.initStore, s.initTracing, s.initRunner, s.initMetrics, s.initGateway, s.initAPI, s.initListeners} {
+	for _, step := range []func() error{s.initDir, s.initLogger, s.initSecrets, s.initPKI, s.initOIDC, s.initStore, s.initSharedSecrets, s.initTracing, s.initRunner, s.initMetrics, s.initGateway, s.initAPI, s.initListeners} {
 		if err := step(); err != nil {
 			return err
 		}
@@ -177,18 +178,58 @@ func (s *serveCmd) initLogger() (err error) {
 	return err
 }
 
-func (s *serveCmd) initSecrets() error {
+func (s *serveCmd) initSecrets() (err error) {
+	s.box, err = openMasterKey(filepath.Join(s.dir, "master.key"), true)
+	return err
+}
+
+// initSharedSecrets loads the API credentials and the aml_token signing key
+// set from the store (sealed with the master key), where every control-plane
+// and gateway replica finds the same ones; the first replica to start
+// creates them. A data dir from before the shared store keeps its
+// credentials and key set: they become the stored ones.
+func (s *serveCmd) initSharedSecrets() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var replaced bool
 	var err error
-	if s.admin, s.readonly, err = auth.LoadOrCreateAdminCredential(s.dir); err != nil {
+	if s.admin, s.readonly, replaced, err = auth.LoadOrCreateSharedCredential(ctx, s.store, s.box, s.dir); err != nil {
 		return fmt.Errorf("admin credential: %w", err)
 	}
-	if s.box, err = openMasterKey(filepath.Join(s.dir, "master.key"), true); err != nil {
-		return err
+	if replaced {
+		s.logger.Warn("the admin or read-only credential in the data dir was not the store's; the data dir's files now hold the store's", "data_dir", s.dir)
 	}
-	if s.signer, err = auth.OpenSigner(filepath.Join(s.dir, "signing")); err != nil {
+	keys := auth.StoredKeySet(s.store, s.box)
+	if data, err := auth.ReadSecretFile(filepath.Join(s.dir, "signing", auth.KeySetFile)); err == nil {
+		if _, _, err := keys.Load(ctx); errors.Is(err, fs.ErrNotExist) {
+			if err := auth.ImportKeySet(ctx, keys, data); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("token signing key: %w", err)
+			}
+			s.logger.Info("token signing key set moved from the data dir into the store", "file", filepath.Join(s.dir, "signing", auth.KeySetFile))
+		}
+	}
+	if s.signer, err = auth.OpenSharedSigner(ctx, keys); err != nil {
 		return fmt.Errorf("token signing key: %w", err)
 	}
 	return nil
+}
+
+// followSigningKeys reloads the token signing key set after every store
+// change, so tokens this replica issues are signed with the key another
+// replica rotated to (the reload is one read when nothing changed).
+func (s *serveCmd) followSigningKeys(ctx context.Context) {
+	ch, stop := s.store.Subscribe()
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			if err := s.signer.Reload(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("reload token signing keys", "err", err)
+			}
+		}
+	}
 }
 
 func (s *serveCmd) initPKI() error {
@@ -236,8 +277,13 @@ func (s *serveCmd) initRunner() error {
 			return err
 		}
 	case "kubernetes":
-		// pods download snapshots: keep the uploaded bytes (see KeepTar)
-		s.artifacts.KeepTar = true
+		// pods download snapshots: keep the uploaded bytes (see KeepTar),
+		// in the shared store when there is one (every replica serves them)
+		if b, ok := s.store.(store.Blobs); ok {
+			s.artifacts.Shared = b
+		} else {
+			s.artifacts.KeepTar = true
+		}
 		if err := s.initKubernetesRunner(); err != nil {
 			return err
 		}
@@ -455,6 +501,7 @@ func (s *serveCmd) serve(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return s.runReconciler(gctx) })
+	g.Go(func() error { s.followSigningKeys(gctx); return nil })
 	g.Go(func() error { return s.ca.Run(gctx) })
 	if s.verifier != nil {
 		g.Go(func() error { return s.verifier.Run(gctx) })

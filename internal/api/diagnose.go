@@ -43,7 +43,7 @@ func (s *Server) diagnose(w http.ResponseWriter, r *http.Request) error {
 		in.InferenceLog, _ = s.Logs(d.Endpoint, d.Name, "inference-server", 300)
 		in.ProvisioningLog, _ = s.Logs(d.Endpoint, d.Name, "storage-initializer", 100)
 	}
-	if dir, err := s.Artifacts.Path(d.Desired.Artifacts.Model); err == nil {
+	if dir, err := s.Artifacts.Local(r.Context(), d.Desired.Artifacts.Model); err == nil {
 		in.ModelDir = dir
 		filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 			if err == nil && !e.IsDir() && len(in.ModelFiles) < 200 {

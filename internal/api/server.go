@@ -537,7 +537,7 @@ func (s *Server) getDeployment(w http.ResponseWriter, r *http.Request) error {
 
 // checkDeployment validates a deployment request against the path and the
 // artifact store.
-func (s *Server) checkDeployment(endpoint string, req *DeploymentRequest, name string) error {
+func (s *Server) checkDeployment(ctx context.Context, endpoint string, req *DeploymentRequest, name string) error {
 	d := &req.Deployment
 	if d.EndpointName == "" {
 		d.EndpointName = endpoint
@@ -563,7 +563,14 @@ func (s *Server) checkDeployment(endpoint string, req *DeploymentRequest, name s
 			if dg == "" && what != "conda" {
 				return statusErr(http.StatusBadRequest, "BadArgument", "artifacts.%s is required: upload the %s with POST /v1/artifacts", what, what)
 			}
-			if dg != "" && !s.Artifacts.Has(dg) {
+			if dg == "" {
+				continue
+			}
+			ok, err := s.Artifacts.Has(ctx, dg)
+			if err != nil {
+				return err
+			}
+			if !ok {
 				return statusErr(http.StatusBadRequest, "BadArgument", "artifacts.%s: %s was not uploaded", what, dg)
 			}
 		}
@@ -580,7 +587,7 @@ func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) error 
 	if req.Artifacts == nil {
 		return statusErr(http.StatusBadRequest, "BadArgument", "artifacts are required to create a deployment")
 	}
-	if err := s.checkDeployment(ep, &req, ""); err != nil {
+	if err := s.checkDeployment(r.Context(), ep, &req, ""); err != nil {
 		return err
 	}
 	e, err := s.Store.GetEndpoint(r.Context(), ep)
@@ -612,7 +619,7 @@ func (s *Server) updateDeployment(w http.ResponseWriter, r *http.Request) error 
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	if err := s.checkDeployment(ep, &req, name); err != nil {
+	if err := s.checkDeployment(r.Context(), ep, &req, name); err != nil {
 		return err
 	}
 	ctx := r.Context()
@@ -733,12 +740,16 @@ func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.Artifacts.Path(digest); err != nil {
 		return statusErr(http.StatusBadRequest, "BadArgument", "%v", err)
 	}
-	if !s.Artifacts.Has(digest) {
+	ok, err := s.Artifacts.Has(r.Context(), digest)
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return statusErr(http.StatusNotFound, "ResourceNotFound", "artifact %s is not stored on this server", digest)
 	}
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.Header().Set("Docker-Content-Digest", digest)
-	if err := s.Artifacts.WriteTar(w, digest); err != nil {
+	if err := s.Artifacts.WriteTar(r.Context(), w, digest); err != nil {
 		// the status is sent: the client sees a short stream and a wrong digest
 		s.Logger.Warn("artifact download", "digest", digest, "err", err)
 		panic(http.ErrAbortHandler)
@@ -748,7 +759,7 @@ func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) putArtifact(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, artifact.MaxBytes+(64<<20))
-	digest, err := s.Artifacts.Put(r.Body)
+	digest, err := s.Artifacts.Put(r.Context(), r.Body)
 	if err != nil {
 		return err
 	}
@@ -761,7 +772,7 @@ func (s *Server) rotateSigningKey(w http.ResponseWriter, r *http.Request) error 
 	if s.Signer == nil {
 		return statusErr(http.StatusNotImplemented, "NotImplemented", "token signing is not configured on this server")
 	}
-	if err := s.Signer.Rotate(); err != nil {
+	if err := s.Signer.Rotate(r.Context()); err != nil {
 		return err
 	}
 	s.Logger.Info("token signing key rotated")

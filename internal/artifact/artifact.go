@@ -10,6 +10,7 @@ package artifact
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -21,6 +22,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/moe-serving/moe/internal/store"
 )
 
 // ErrInvalid is returned for archives that are malformed or try to escape.
@@ -41,9 +44,16 @@ type Store struct {
 	// the digest) whatever tool made the tar. The Kubernetes runner's pods
 	// download snapshots; the local runner only needs the extracted folder.
 	KeepTar bool
+	// Shared, when set, receives every uploaded stream, byte for byte, and
+	// is where every replica of the control plane finds snapshots that
+	// were uploaded through another one (PostgreSQL: store.Blobs). Dir is
+	// then this replica's cache of extracted snapshots, filled on demand by
+	// Local, and WriteTar serves from Shared.
+	Shared store.Blobs
 }
 
-// Path returns the folder of a snapshot ("sha256:<hex>").
+// Path returns the folder of a snapshot ("sha256:<hex>") in Dir, whether
+// or not it is there (see Local).
 func (s *Store) Path(digest string) (string, error) {
 	hexd, ok := strings.CutPrefix(digest, "sha256:")
 	if !ok || len(hexd) != 64 || strings.Trim(hexd, "0123456789abcdef") != "" {
@@ -52,8 +62,7 @@ func (s *Store) Path(digest string) (string, error) {
 	return filepath.Join(s.Dir, hexd), nil
 }
 
-// Has reports whether a snapshot is stored.
-func (s *Store) Has(digest string) bool {
+func (s *Store) hasLocal(digest string) bool {
 	p, err := s.Path(digest)
 	if err != nil {
 		return false
@@ -62,9 +71,64 @@ func (s *Store) Has(digest string) bool {
 	return err == nil
 }
 
+// Has reports whether a snapshot is stored, here or in Shared.
+func (s *Store) Has(ctx context.Context, digest string) (bool, error) {
+	if _, err := s.Path(digest); err != nil {
+		return false, err
+	}
+	if s.hasLocal(digest) {
+		return true, nil
+	}
+	if s.Shared == nil {
+		return false, nil
+	}
+	ok, err := s.Shared.HasBlob(ctx, digest)
+	if err != nil {
+		return false, fmt.Errorf("artifact %s: %w", digest, err)
+	}
+	return ok, nil
+}
+
+// Local returns the folder of a snapshot in Dir, extracting it from
+// Shared first when it was uploaded through another replica. The error
+// wraps fs.ErrNotExist when the snapshot is stored nowhere.
+func (s *Store) Local(ctx context.Context, digest string) (string, error) {
+	p, err := s.Path(digest)
+	if err != nil {
+		return "", err
+	}
+	if s.hasLocal(digest) {
+		return p, nil
+	}
+	if s.Shared == nil {
+		return "", fmt.Errorf("artifact %s: %w", digest, fs.ErrNotExist)
+	}
+	r, err := s.Shared.OpenBlob(ctx, digest)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("artifact %s: %w", digest, fs.ErrNotExist)
+	}
+	if err != nil {
+		return "", fmt.Errorf("artifact %s: %w", digest, err)
+	}
+	defer r.Close()
+	got, err := s.put(ctx, r, false)
+	if err != nil {
+		return "", fmt.Errorf("artifact %s from the shared store: %w", digest, err)
+	}
+	if got != digest {
+		return "", fmt.Errorf("artifact %s from the shared store hashes to %s", digest, got)
+	}
+	return p, nil
+}
+
 // Put reads an uncompressed tar stream, extracts it safely and returns its
 // digest (sha256 of the stream). Storing the same bytes twice is a no-op.
-func (s *Store) Put(r io.Reader) (string, error) {
+// With Shared, the stream is also stored there before Put returns.
+func (s *Store) Put(ctx context.Context, r io.Reader) (string, error) {
+	return s.put(ctx, r, s.Shared != nil)
+}
+
+func (s *Store) put(ctx context.Context, r io.Reader, share bool) (string, error) {
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return "", fmt.Errorf("artifact store: %w", err)
 	}
@@ -77,7 +141,7 @@ func (s *Store) Put(r io.Reader) (string, error) {
 	h := sha256.New()
 	var sink io.Writer = h
 	var raw *os.File
-	if s.KeepTar {
+	if s.KeepTar || share {
 		if raw, err = os.CreateTemp(s.Dir, ".incoming-*.tar"); err != nil {
 			return "", fmt.Errorf("artifact store: %w", err)
 		}
@@ -94,7 +158,15 @@ func (s *Store) Put(r io.Reader) (string, error) {
 	}
 	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	dst, _ := s.Path(digest)
-	if raw != nil {
+	if share {
+		if _, err := raw.Seek(0, io.SeekStart); err != nil {
+			return "", fmt.Errorf("artifact store: %w", err)
+		}
+		if err := s.Shared.PutBlob(ctx, digest, raw); err != nil {
+			return "", fmt.Errorf("artifact store: %w", err)
+		}
+	}
+	if raw != nil && s.KeepTar {
 		if err := raw.Close(); err != nil {
 			return "", fmt.Errorf("artifact store: %w", err)
 		}
@@ -202,7 +274,7 @@ func makeWritable(dir string) {
 	})
 }
 
-// Remove deletes a snapshot (used by garbage collection).
+// Remove deletes this replica's copy of a snapshot (not the shared one).
 func (s *Store) Remove(digest string) error {
 	p, err := s.Path(digest)
 	if err != nil {
@@ -214,10 +286,11 @@ func (s *Store) Remove(digest string) error {
 }
 
 // WriteTar writes a stored snapshot as a tar stream: the uploaded bytes
-// when they were kept (KeepTar), else a deterministic tar of the folder
-// (Pack's format: byte for byte what the CLI uploaded, so its sha256 is
-// the digest for snapshots the CLI made).
-func (s *Store) WriteTar(w io.Writer, digest string) error {
+// when they were kept (KeepTar) or shared (Shared), else a deterministic tar
+// of the folder (Pack's format: byte for byte what the CLI uploaded, so its
+// sha256 is the digest for snapshots the CLI made). The error wraps
+// fs.ErrNotExist when the snapshot is stored nowhere.
+func (s *Store) WriteTar(ctx context.Context, w io.Writer, digest string) error {
 	p, err := s.Path(digest)
 	if err != nil {
 		return err
@@ -226,6 +299,17 @@ func (s *Store) WriteTar(w io.Writer, digest string) error {
 		defer f.Close()
 		_, err = io.Copy(w, f)
 		return err
+	}
+	if s.Shared != nil {
+		r, err := s.Shared.OpenBlob(ctx, digest)
+		if err == nil {
+			defer r.Close()
+			_, err = io.Copy(w, r)
+			return err
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("artifact %s: %w", digest, err)
+		}
 	}
 	if _, err := os.Stat(p); err != nil {
 		return err

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -66,18 +67,38 @@ type Token struct {
 // store lookup), so a token cannot be revoked before it expires; keep
 // lifetimes short.
 //
-// The key set lives in one JSON file (mode 0600) in the data directory. Make
-// a Signer with OpenSigner; the zero Signer is not usable. A Signer is safe
-// for concurrent use. It reads the file only in OpenSigner: a
-// process that shares the file does not see another's Rotate until it opens
-// the signer again.
+// The key set lives in a KeySetStorage: one JSON file (mode 0600) in the
+// data directory (OpenSigner), or a record every replica shares
+// (OpenSharedSigner). The zero Signer is not usable. A Signer is safe for
+// concurrent use. It reads the storage when opened and on Reload: a
+// process that shares the storage sees another's Rotate after it reloads.
 type Signer struct {
-	path string
-	now  func() time.Time // for Rotate's bookkeeping; tests replace it
+	storage KeySetStorage
+	now     func() time.Time // for Rotate's bookkeeping; tests replace it
 
 	mu   sync.RWMutex
 	keys []signingKey // oldest first; the last one signs
+	rev  int64        // the storage revision keys came from (0: unknown)
 }
+
+// KeySetStorage keeps a Signer's key set (the JSON document OpenSigner
+// writes to token-keys.json). Implementations: a file (OpenSigner) and
+// the shared store (cmd/moe, sealed with the master key).
+type KeySetStorage interface {
+	// Load returns the stored key set and its revision; an error wrapping
+	// fs.ErrNotExist if there is none yet.
+	Load(ctx context.Context) (data []byte, rev int64, err error)
+	// Create stores the first key set; an error wrapping fs.ErrExist if
+	// another process stored one first.
+	Create(ctx context.Context, data []byte) error
+	// Replace stores data if the stored revision is still rev; an error
+	// wrapping ErrKeySetChanged if another process replaced it meanwhile.
+	Replace(ctx context.Context, data []byte, rev int64) error
+}
+
+// ErrKeySetChanged is returned by KeySetStorage.Replace when another
+// process changed the key set since it was loaded; Rotate then retries.
+var ErrKeySetChanged = errors.New("token signing key set changed concurrently")
 
 type signingKey struct {
 	kid     string
@@ -107,23 +128,26 @@ func OpenSigner(dir string) (*Signer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open token signer: %w", err)
 	}
-	s := &Signer{path: filepath.Join(dir, KeySetFile), now: time.Now}
-	for range 2 {
-		data, err := ReadSecretFile(s.path)
+	return OpenSharedSigner(context.Background(), &fileKeySet{path: filepath.Join(dir, KeySetFile)})
+}
+
+// OpenSharedSigner loads the key set from storage, or creates it there
+// with one new key; when several processes create it at once, all of them
+// end up with the one that was stored first.
+func OpenSharedSigner(ctx context.Context, storage KeySetStorage) (*Signer, error) {
+	s := &Signer{storage: storage, now: time.Now}
+	for range 3 {
+		err := s.Reload(ctx)
 		if err == nil {
-			keys, err := decodeKeySet(data)
-			if err != nil {
-				return nil, fmt.Errorf("open token signer: key set %s: %w", s.path, err)
-			}
-			s.keys = keys
 			return s, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("open token signer: %w", err)
 		}
-		s.keys = []signingKey{newSigningKey(s.now())}
-		err = createSecretFile(s.path, encodeKeySet(s.keys))
+		keys := []signingKey{newSigningKey(s.now())}
+		err = storage.Create(ctx, encodeKeySet(keys))
 		if err == nil {
+			s.keys = keys
 			return s, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
@@ -131,7 +155,72 @@ func OpenSigner(dir string) (*Signer, error) {
 		}
 		// Another process created the key set first; use theirs.
 	}
-	return nil, fmt.Errorf("open token signer: key set %s keeps appearing and disappearing", s.path)
+	return nil, errors.New("open token signer: the key set keeps appearing and disappearing")
+}
+
+// LoadSigner loads an existing key set from storage and never creates one
+// (a gateway verifies with the control plane's keys; keys of its own would
+// verify no token). The error wraps fs.ErrNotExist if there is none yet.
+func LoadSigner(ctx context.Context, storage KeySetStorage) (*Signer, error) {
+	s := &Signer{storage: storage, now: time.Now}
+	if err := s.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ImportKeySet stores data (a token-keys.json file) as the first key set
+// of storage, after checking it, so tokens signed before a move to shared
+// storage stay valid. An error wrapping fs.ErrExist means storage already
+// has a key set (which is kept).
+func ImportKeySet(ctx context.Context, storage KeySetStorage, data []byte) error {
+	if _, err := decodeKeySet(data); err != nil {
+		return fmt.Errorf("import token signing key set: %w", err)
+	}
+	return storage.Create(ctx, data)
+}
+
+// Reload reads the key set again, so Issue and Verify follow a Rotate done
+// by another process. On error the signer is unchanged.
+func (s *Signer) Reload(ctx context.Context) error {
+	data, rev, err := s.storage.Load(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.RLock()
+	same := rev != 0 && rev == s.rev
+	s.mu.RUnlock()
+	if same {
+		return nil
+	}
+	keys, err := decodeKeySet(data)
+	if err != nil {
+		return fmt.Errorf("token signing key set: %w", err)
+	}
+	s.mu.Lock()
+	s.keys, s.rev = keys, rev
+	s.mu.Unlock()
+	return nil
+}
+
+// fileKeySet is the key set in one file (mode 0600). Replace does not
+// detect concurrent writers: a file is one replica's.
+type fileKeySet struct{ path string }
+
+func (f *fileKeySet) Load(context.Context) ([]byte, int64, error) {
+	data, err := ReadSecretFile(f.path)
+	if err != nil {
+		return nil, 0, err
+	}
+	return data, 0, nil
+}
+
+func (f *fileKeySet) Create(_ context.Context, data []byte) error {
+	return createSecretFile(f.path, data)
+}
+
+func (f *fileKeySet) Replace(_ context.Context, data []byte, _ int64) error {
+	return WriteSecretFile(f.path, data)
 }
 
 func newSigningKey(now time.Time) signingKey {
@@ -197,22 +286,47 @@ func encodeKeySet(keys []signingKey) []byte {
 	return append(data, '\n')
 }
 
-// Rotate makes a new current signing key and saves the key set. Older keys
-// stay for verification until every token they signed has expired: a key
-// retired more than MaxTTL ago is pruned, except that the previous key is
-// always kept. On error the signer is unchanged.
-func (s *Signer) Rotate() error {
-	return s.rotate(s.now())
+// Rotate makes a new current signing key and stores the key set. Older
+// keys stay for verification until every token they signed has expired: a
+// key retired more than MaxTTL ago is pruned, except that the previous key
+// is always kept. It starts from the stored key set (another replica may
+// have rotated since this one loaded it) and retries if another rotation
+// lands meanwhile. On error the signer is unchanged.
+func (s *Signer) Rotate(ctx context.Context) error {
+	return s.rotate(ctx, s.now())
 }
 
-func (s *Signer) rotate(now time.Time) error {
+func (s *Signer) rotate(ctx context.Context, now time.Time) error {
 	now = now.UTC().Truncate(time.Second)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	for range 5 {
+		data, rev, err := s.storage.Load(ctx)
+		if err != nil {
+			return fmt.Errorf("rotate token signing key: %w", err)
+		}
+		stored, err := decodeKeySet(data)
+		if err != nil {
+			return fmt.Errorf("rotate token signing key: stored key set: %w", err)
+		}
+		keys := rotateKeys(stored, now)
+		err = s.storage.Replace(ctx, encodeKeySet(keys), rev)
+		if errors.Is(err, ErrKeySetChanged) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("rotate token signing key: %w", err)
+		}
+		s.mu.Lock()
+		s.keys, s.rev = keys, 0 // the new revision is unknown here: the next Reload decodes
+		s.mu.Unlock()
+		return nil
+	}
+	return fmt.Errorf("rotate token signing key: %w five times in a row", ErrKeySetChanged)
+}
 
-	keys := make([]signingKey, 0, len(s.keys)+1)
-	prev := len(s.keys) - 1
-	for i, k := range s.keys {
+func rotateKeys(old []signingKey, now time.Time) []signingKey {
+	keys := make([]signingKey, 0, len(old)+1)
+	prev := len(old) - 1
+	for i, k := range old {
 		if i == prev {
 			k.retired = now
 		} else if !k.retired.IsZero() && now.Sub(k.retired) >= MaxTTL {
@@ -220,12 +334,7 @@ func (s *Signer) rotate(now time.Time) error {
 		}
 		keys = append(keys, k)
 	}
-	keys = append(keys, newSigningKey(now))
-	if err := WriteSecretFile(s.path, encodeKeySet(keys)); err != nil {
-		return fmt.Errorf("rotate token signing key: %w", err)
-	}
-	s.keys = keys
-	return nil
+	return append(keys, newSigningKey(now))
 }
 
 // header and claims are the JWS header and JWT claims this package writes

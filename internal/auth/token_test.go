@@ -218,7 +218,7 @@ func TestSigner_Rotate(t *testing.T) {
 	s.now = func() time.Time { return clock }
 
 	old := issue(t, s, "fraud", MaxTTL, clock)
-	if err := s.Rotate(); err != nil {
+	if err := s.Rotate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	fresh := issue(t, s, "fraud", time.Hour, clock)
@@ -244,7 +244,7 @@ func TestSigner_Rotate(t *testing.T) {
 
 	// Rotating again within MaxTTL keeps the first key: its tokens are live.
 	clock = clock.Add(MaxTTL / 2)
-	if err := s.Rotate(); err != nil {
+	if err := s.Rotate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if len(s.keys) != 3 {
@@ -257,7 +257,7 @@ func TestSigner_Rotate(t *testing.T) {
 	// Once every token of the first key has expired, the key is pruned;
 	// the previous key is always kept.
 	clock = t0.Add(MaxTTL)
-	if err := s.Rotate(); err != nil {
+	if err := s.Rotate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if len(s.keys) != 3 {
@@ -267,7 +267,7 @@ func TestSigner_Rotate(t *testing.T) {
 		t.Errorf("token of a pruned key: %v; want ErrUnknownKey", err)
 	}
 	clock = clock.Add(10 * MaxTTL)
-	if err := s.Rotate(); err != nil {
+	if err := s.Rotate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if len(s.keys) != 2 {

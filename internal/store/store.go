@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"time"
 
@@ -16,6 +17,9 @@ import (
 var (
 	ErrNotFound = errors.New("store: not found")
 	ErrConflict = errors.New("store: conflict")
+	// ErrDigestMismatch is returned by Blobs.PutBlob when the bytes do not
+	// hash to the digest they were stored under; nothing is stored.
+	ErrDigestMismatch = errors.New("store: content does not match its digest")
 )
 
 // Endpoint is a stored endpoint: its spec, sealed keys and status.
@@ -102,10 +106,58 @@ type Store interface {
 	UpdateDeployment(ctx context.Context, d *Deployment) error
 	DeleteDeployment(ctx context.Context, endpoint, name string) error
 
+	// GetSetting returns a named setting; ErrNotFound if there is none.
+	GetSetting(ctx context.Context, name string) (*Setting, error)
+	// PutSetting creates a setting (s.Version 0; ErrConflict if the name
+	// exists) or replaces it (s.Version the stored one, else ErrConflict).
+	// It bumps s.Version and wakes subscribers, here and on every replica.
+	PutSetting(ctx context.Context, s *Setting) error
+
 	// Subscribe returns a channel that receives a value (coalesced) after
 	// every committed change, and a func to stop the subscription.
 	Subscribe() (<-chan struct{}, func())
 	Close() error
+}
+
+// Setting is a small named value the whole installation shares: every
+// control-plane and gateway replica reads the same one (the aml_token
+// signing key set, the admin credentials). Values that are secrets are
+// sealed by the caller; the store never sees them in clear.
+type Setting struct {
+	Name      string    `json:"name"`
+	Value     []byte    `json:"value"`
+	Version   int64     `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Names of the settings moe keeps.
+const (
+	// SettingTokenKeys is the aml_token signing key set (sealed).
+	SettingTokenKeys = "token-signing-keys"
+	// SettingAdminToken and SettingReadonlyToken are the control plane's
+	// two API credentials (sealed).
+	SettingAdminToken    = "admin-token"
+	SettingReadonlyToken = "readonly-token"
+)
+
+// Blobs stores immutable, content-addressed byte streams (the snapshots
+// the CLI uploads) where every replica can read them. Only stores that
+// several processes share implement it (postgres); with the single-machine
+// store (sqlite), snapshots stay in the data dir.
+type Blobs interface {
+	// PutBlob stores the bytes r yields under digest ("sha256:<hex>" of
+	// those bytes) and returns once they are durable. If they do not hash
+	// to digest, nothing is stored and the error wraps ErrDigestMismatch.
+	// A digest already stored is a no-op (r may be left unread); two
+	// replicas storing the same digest at once both succeed.
+	PutBlob(ctx context.Context, digest string, r io.Reader) error
+	// OpenBlob streams a stored blob; ErrNotFound if absent. A read error
+	// (not io.EOF) means the blob could not be read in full.
+	OpenBlob(ctx context.Context, digest string) (io.ReadCloser, error)
+	// HasBlob reports whether a blob is stored.
+	HasBlob(ctx context.Context, digest string) (bool, error)
+	// DeleteBlob removes a blob; deleting an absent one is not an error.
+	DeleteBlob(ctx context.Context, digest string) error
 }
 
 // Notifier fans change notifications out to subscribers; implementations

@@ -314,21 +314,21 @@ func (r *Runner) prepare(ctx context.Context, s reconcile.InstanceSpec, prov io.
 	rev := s.Revision
 	a := rev.Artifacts
 	fmt.Fprintf(prov, "%s %s: preparing generation %d\n", stamp(), s.ID, rev.Generation)
-	modelDir, err := r.Artifacts.Path(a.Model)
-	if err != nil || !r.Artifacts.Has(a.Model) {
-		return nil, nil, fmt.Errorf("model snapshot %s is missing from the artifact store", a.Model)
+	modelDir, err := r.Artifacts.Local(ctx, a.Model)
+	if err != nil {
+		return nil, nil, fmt.Errorf("model snapshot %s is missing from the artifact store: %w", a.Model, err)
 	}
-	codeDir, err := r.Artifacts.Path(a.Code)
-	if err != nil || !r.Artifacts.Has(a.Code) {
-		return nil, nil, fmt.Errorf("code snapshot %s is missing from the artifact store", a.Code)
+	codeDir, err := r.Artifacts.Local(ctx, a.Code)
+	if err != nil {
+		return nil, nil, fmt.Errorf("code snapshot %s is missing from the artifact store: %w", a.Code, err)
 	}
 	fmt.Fprintf(prov, "%s %s: model snapshot %s -> AZUREML_MODEL_DIR=%s\n", stamp(), s.ID, a.Model, modelDir)
 	fmt.Fprintf(prov, "%s %s: code snapshot %s\n", stamp(), s.ID, a.Code)
 	var conda []byte
 	if a.Conda != "" {
-		cdir, err := r.Artifacts.Path(a.Conda)
+		cdir, err := r.Artifacts.Local(ctx, a.Conda)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("conda snapshot %s: %w", a.Conda, err)
 		}
 		entries, err := os.ReadDir(cdir)
 		if err != nil || len(entries) != 1 {

@@ -39,6 +39,11 @@ var migrations = []string{
 		version  INTEGER NOT NULL,
 		PRIMARY KEY (endpoint, name)
 	);`,
+	`CREATE TABLE settings (
+		name    TEXT PRIMARY KEY,
+		data    TEXT NOT NULL,
+		version INTEGER NOT NULL
+	);`,
 }
 
 // Open opens (creating if needed) the database file at path and migrates it.
@@ -335,5 +340,55 @@ func (s *Store) DeleteDeployment(ctx context.Context, endpoint, name string) err
 	if err != nil {
 		return fmt.Errorf("delete deployment %q (endpoint %q): %w", name, endpoint, err)
 	}
+	return nil
+}
+
+// GetSetting implements store.Store.
+func (s *Store) GetSetting(ctx context.Context, name string) (*store.Setting, error) {
+	var data []byte
+	err := s.db.QueryRowContext(ctx, `SELECT data FROM settings WHERE name = ?`, name).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("setting %q: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get setting %q: %w", name, err)
+	}
+	var v store.Setting
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("get setting %q: decode: %w", name, err)
+	}
+	return &v, nil
+}
+
+// PutSetting implements store.Store.
+func (s *Store) PutSetting(ctx context.Context, v *store.Setting) error {
+	c := *v
+	c.Version = v.Version + 1
+	c.UpdatedAt = s.now().UTC()
+	data, err := json.Marshal(&c)
+	if err != nil {
+		return err
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		if v.Version == 0 {
+			_, err := tx.ExecContext(ctx, `INSERT INTO settings (name, data, version) VALUES (?, ?, 1)`, c.Name, data)
+			if isUnique(err) {
+				return fmt.Errorf("already exists: %w", store.ErrConflict)
+			}
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE settings SET data = ?, version = ? WHERE name = ? AND version = ?`, data, c.Version, c.Name, v.Version)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("version %d is not the stored one: %w", v.Version, store.ErrConflict)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put setting %q: %w", c.Name, err)
+	}
+	*v = c
 	return nil
 }

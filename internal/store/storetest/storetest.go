@@ -3,9 +3,13 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -177,9 +181,13 @@ func Run(t *testing.T, o Opener) {
 			s := o.Open(t)
 			s.CreateEndpoint(ctx, ep("alpha"))
 			s.CreateDeployment(ctx, dep("alpha", "blue"))
+			s.PutSetting(ctx, &store.Setting{Name: "k", Value: []byte("v")})
 			s = o.Reopen(t, s)
 			if _, err := s.GetDeployment(ctx, "alpha", "blue"); err != nil {
 				t.Fatalf("after reopen: %v", err)
+			}
+			if v, err := s.GetSetting(ctx, "k"); err != nil || string(v.Value) != "v" {
+				t.Fatalf("setting after reopen: %+v %v", v, err)
 			}
 		})
 	}
@@ -187,6 +195,10 @@ func Run(t *testing.T, o Opener) {
 		s := o.Open(t)
 		concurrentUpdates(t, s, s)
 	})
+	t.Run("Settings", func(t *testing.T) { settings(t, o.Open(t)) })
+	if _, ok := o.Open(t).(store.Blobs); ok {
+		t.Run("Blobs", func(t *testing.T) { blobs(t, o.Open(t).(store.Blobs)) })
+	}
 	if o.OpenReplica != nil {
 		t.Run("Replicas", func(t *testing.T) { replicas(t, o) })
 	}
@@ -286,6 +298,32 @@ func replicas(t *testing.T, o Opener) {
 	}
 	waitNotified(t, chA, "create deployment on the other replica")
 
+	// Settings: a write on one replica wakes and is read by the other;
+	// two replicas creating the same setting at once: one wins.
+	drain(chB)
+	va := &store.Setting{Name: store.SettingTokenKeys, Value: []byte("a")}
+	if err := a.PutSetting(ctx, va); err != nil {
+		t.Fatal(err)
+	}
+	waitNotified(t, chB, "put setting on the other replica")
+	if err := b.PutSetting(ctx, &store.Setting{Name: store.SettingTokenKeys, Value: []byte("b")}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("second create of a setting on replica b: got %v, want ErrConflict", err)
+	}
+	if vb, err := b.GetSetting(ctx, store.SettingTokenKeys); err != nil || string(vb.Value) != "a" || vb.Version != va.Version {
+		t.Errorf("replica b reads %+v, %v; want a's value at version %d", vb, err, va.Version)
+	}
+	if ba, ok := a.(store.Blobs); ok {
+		bb := b.(store.Blobs)
+		data := []byte("a snapshot uploaded through replica a")
+		d := digestOf(data)
+		if err := ba.PutBlob(ctx, d, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		if got := readBlob(t, bb, d); !bytes.Equal(got, data) {
+			t.Errorf("replica b reads the blob as %q", got)
+		}
+	}
+
 	// Optimistic concurrency across replicas: both read version 1, the
 	// first writer wins, the second gets ErrConflict.
 	ea, _ := a.GetEndpoint(ctx, "alpha")
@@ -340,5 +378,156 @@ func replicas(t *testing.T, o Opener) {
 		}
 		waitNotified(t, chA, fmt.Sprintf("create endpoint e%d on the other replica", i))
 		waitNotified(t, chB, fmt.Sprintf("create endpoint e%d on this replica", i))
+	}
+}
+
+func settings(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.GetSetting(ctx, "absent"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("get absent setting: got %v, want ErrNotFound", err)
+	}
+	ch, stop := s.Subscribe()
+	defer stop()
+	v := &store.Setting{Name: "k", Value: []byte{0, 1, 2, 255}}
+	if err := s.PutSetting(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Version != 1 || v.UpdatedAt.IsZero() {
+		t.Errorf("after create: version %d updated %v", v.Version, v.UpdatedAt)
+	}
+	waitNotified(t, ch, "put setting")
+	if err := s.PutSetting(ctx, &store.Setting{Name: "k", Value: []byte("x")}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("create of an existing setting: got %v, want ErrConflict", err)
+	}
+	stale := *v
+	v.Value = []byte("second")
+	if err := s.PutSetting(ctx, v); err != nil || v.Version != 2 {
+		t.Fatalf("replace: %v, version %d", err, v.Version)
+	}
+	stale.Value = []byte("lost")
+	if err := s.PutSetting(ctx, &stale); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("replace at a stale version: got %v, want ErrConflict", err)
+	}
+	got, err := s.GetSetting(ctx, "k")
+	if err != nil || string(got.Value) != "second" || got.Version != 2 {
+		t.Errorf("get: %+v %v", got, err)
+	}
+	// A failed write notifies nobody.
+	drain(ch)
+	s.PutSetting(ctx, &stale)
+	select {
+	case <-ch:
+		t.Error("notified for a failed setting write")
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func readBlob(t *testing.T, s store.Blobs, digest string) []byte {
+	t.Helper()
+	r, err := s.OpenBlob(context.Background(), digest)
+	if err != nil {
+		t.Fatalf("open blob: %v", err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read blob: %v", err)
+	}
+	return b
+}
+
+// failingReader yields n bytes and then an error, like a client that
+// disconnects mid-upload.
+type failingReader struct{ n int }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n == 0 {
+		return 0, errors.New("connection reset")
+	}
+	k := min(len(p), f.n)
+	for i := range p[:k] {
+		p[i] = 'x'
+	}
+	f.n -= k
+	return k, nil
+}
+
+func blobs(t *testing.T, s store.Blobs) {
+	ctx := context.Background()
+	// sizes around the chunking: empty, small, exactly 1 MiB, 2.5 MiB
+	for _, size := range []int{0, 5, 1 << 20, 5 << 19} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(i*7 + i>>11)
+		}
+		d := digestOf(data)
+		if ok, err := s.HasBlob(ctx, d); err != nil || ok {
+			t.Fatalf("has before put: %v %v", ok, err)
+		}
+		if err := s.PutBlob(ctx, d, bytes.NewReader(data)); err != nil {
+			t.Fatalf("put %d bytes: %v", size, err)
+		}
+		if ok, err := s.HasBlob(ctx, d); err != nil || !ok {
+			t.Fatalf("has after put: %v %v", ok, err)
+		}
+		if got := readBlob(t, s, d); !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes read back as %d bytes (or different)", size, len(got))
+		}
+		// storing it again is a no-op
+		if err := s.PutBlob(ctx, d, bytes.NewReader(data)); err != nil {
+			t.Errorf("second put: %v", err)
+		}
+	}
+	// wrong content: nothing stored
+	data := []byte("the real bytes")
+	d := digestOf(data)
+	if err := s.PutBlob(ctx, d, bytes.NewReader([]byte("other bytes"))); !errors.Is(err, store.ErrDigestMismatch) {
+		t.Errorf("put with a wrong digest: got %v, want ErrDigestMismatch", err)
+	}
+	if ok, _ := s.HasBlob(ctx, d); ok {
+		t.Error("a blob whose bytes did not match its digest was stored")
+	}
+	// a reader that fails half way: nothing stored, and then a good upload works
+	if err := s.PutBlob(ctx, d, &failingReader{n: 3 << 19}); err == nil {
+		t.Error("put from a failing reader succeeded")
+	}
+	if ok, _ := s.HasBlob(ctx, d); ok {
+		t.Error("a partial upload was stored")
+	}
+	if err := s.PutBlob(ctx, d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	// two concurrent puts of the same digest both succeed
+	big := bytes.Repeat([]byte("concurrent"), 300000)
+	bd := digestOf(big)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- s.PutBlob(ctx, bd, bytes.NewReader(big)) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent put: %v", err)
+		}
+	}
+	if got := readBlob(t, s, bd); !bytes.Equal(got, big) {
+		t.Error("concurrent puts: content differs")
+	}
+	// delete, open absent, bad digests
+	if err := s.DeleteBlob(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OpenBlob(ctx, d); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("open deleted blob: got %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteBlob(ctx, d); err != nil {
+		t.Errorf("delete absent blob: %v", err)
+	}
+	if err := s.PutBlob(ctx, "md5:abc", bytes.NewReader(nil)); err == nil {
+		t.Error("put under a malformed digest succeeded")
 	}
 }
