@@ -62,6 +62,8 @@ type gatewayCmd struct {
 	namespace     string
 	shutdownDelay time.Duration
 	resync        time.Duration
+	peersService  string
+	peersNS       string
 
 	dir      string
 	logger   *slog.Logger
@@ -71,6 +73,7 @@ type gatewayCmd struct {
 	ca       *pki.Authority
 	tracing  *tracing.Provider
 	slices   *routesource.Slices
+	peers    *routesource.Peers
 	store    store.Store
 	follower *routesource.Follower
 	gw       *gateway.Server
@@ -118,6 +121,8 @@ verify aml_tokens; --oidc-* as moe serve for aad_token endpoints.`,
 	f.StringVar(&g.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (env KUBECONFIG); empty: the pod's service account (in-cluster)")
 	f.StringVar(&g.namespace, "k8s-namespace", envOr("MOE_K8S_NAMESPACE", "moe-models"), "namespace of the model pods and their EndpointSlices (env MOE_K8S_NAMESPACE)")
 	f.DurationVar(&g.shutdownDelay, "shutdown-delay", 5*time.Second, "on SIGTERM, keep serving this long with /-/ready failing, so load balancers stop sending traffic first")
+	f.StringVar(&g.peersService, "peers-service", os.Getenv("MOE_GATEWAY_SERVICE"), "the gateway replicas' own Service (env MOE_GATEWAY_SERVICE): its ready endpoints are counted and each replica enforces its share of every limit (max_requests_per_second, max_concurrent_requests_per_instance); empty: this replica enforces the whole limits")
+	f.StringVar(&g.peersNS, "peers-namespace", "", "namespace of --peers-service (default $POD_NAMESPACE, else the pod's own namespace)")
 	f.DurationVar(&g.resync, "resync", 30*time.Second, "rebuild the route table this often even without a change notification")
 	return cmd
 }
@@ -233,6 +238,26 @@ func (g *gatewayCmd) initSlices() error {
 	if !g.slices.WaitForSync(stop) {
 		return fmt.Errorf("EndpointSlices in namespace %s: not listed within 60s (is the API server reachable, and may this service account list and watch endpointslices there?)", g.namespace)
 	}
+	if g.peersService == "" {
+		return nil
+	}
+	ns := g.peersNS
+	if ns == "" {
+		ns = os.Getenv("POD_NAMESPACE")
+	}
+	if ns == "" {
+		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+		if err != nil {
+			return &usageError{msg: "--peers-service needs the gateway's namespace", hint: "--peers-namespace moe-system"}
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	if g.peers, err = routesource.NewPeers(client, ns, g.peersService, g.logger.With("component", "peers")); err != nil {
+		return err
+	}
+	if !g.peers.WaitForSync(stop) {
+		return fmt.Errorf("EndpointSlices of Service %s/%s (--peers-service): not listed within 60s (may this service account list and watch endpointslices in %s?)", ns, g.peersService, ns)
+	}
 	return nil
 }
 
@@ -271,6 +296,9 @@ func (g *gatewayCmd) initGateway() error {
 		Keys:      (&api.Server{Box: g.box}).OpenKeys,
 		Resync:    g.resync,
 		Logger:    g.logger.With("component", "routes"),
+	}
+	if g.peers != nil {
+		g.follower.Share, g.follower.ShareChanges = g.peers.Count, g.peers.Changes()
 	}
 	registry := newMetricsRegistry()
 	var gw *gateway.Server // set below; the metrics funcs run only on a scrape
@@ -361,6 +389,9 @@ func (g *gatewayCmd) serve(ctx context.Context) error {
 func (g *gatewayCmd) close() error {
 	if g.slices != nil {
 		g.slices.Close()
+	}
+	if g.peers != nil {
+		g.peers.Close()
 	}
 	var err error
 	if g.store != nil {

@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/moe-serving/moe/internal/auth"
 	"github.com/moe-serving/moe/internal/k8stest"
 	"github.com/moe-serving/moe/internal/moetest"
@@ -113,7 +116,8 @@ current-context: test
 	var log bytes.Buffer
 	cmd := exec.Command(bin, "gateway", "--data-dir", filepath.Join(dir, "data"),
 		"--gateway-addr", gwAddr, "--admin-addr", adminAddr, "--store", storeURL,
-		"--kubeconfig", kubeconfig, "--k8s-namespace", ns, "--shutdown-delay", "0")
+		"--kubeconfig", kubeconfig, "--k8s-namespace", ns, "--shutdown-delay", "0",
+		"--peers-service", "moe-gateway", "--peers-namespace", ns)
 	cmd.Env = append(os.Environ(), "MOE_MASTER_KEY="+base64.StdEncoding.EncodeToString(key))
 	cmd.Stdout, cmd.Stderr = &log, &log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -264,6 +268,66 @@ current-context: test
 	}
 	accepted("a token of the rotated key", issue())
 	accepted("a token of the previous key", first)
+
+	// limits: each replica enforces its share. An endpoint limited to 10
+	// requests per second (bucket of one second's worth): alone, this
+	// gateway lets a burst of 10 through (503: no pod) and refuses the
+	// rest (429); once the gateway Service's EndpointSlice shows 2 ready
+	// replicas, 5.
+	limited := &store.Endpoint{Spec: spec.Endpoint{Name: "limited", AuthMode: "key", Traffic: map[string]int{"blue": 100},
+		Properties: map[string]string{spec.PropMaxRequestsPerSecond: "10"}}, State: "Succeeded"}
+	limited.PrimaryKey, _ = box.Seal([]byte("primary-key-0123456789"))
+	limited.SecondaryKey, _ = box.Seal([]byte("secondary-key-0123456789"))
+	if err := writer.CreateEndpoint(ctx, limited); err != nil {
+		t.Fatal(err)
+	}
+	burst := func() (passed int) {
+		t.Helper()
+		for range 15 {
+			code, body := get("limited.local.inference.localhost", "/score", "primary-key-0123456789")
+			switch code {
+			case http.StatusServiceUnavailable:
+				passed++
+			case http.StatusTooManyRequests:
+			default:
+				t.Fatalf("limited endpoint: %d %s", code, body)
+			}
+		}
+		return passed
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for start := time.Now(); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("%s: not after 5s", what)
+			}
+		}
+	}
+	waitFor("the limited endpoint routed", func() bool {
+		code, _ := get("limited.local.inference.localhost", "/score", "primary-key-0123456789")
+		return code == http.StatusServiceUnavailable
+	})
+	time.Sleep(1100 * time.Millisecond) // a full bucket again
+	if n := burst(); n < 10 || n > 11 {
+		t.Errorf("one gateway replica: %d of 15 requests passed the 10/s limit, want 10", n)
+	}
+	yes := true
+	peers := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "moe-gateway-abcde", Labels: map[string]string{discoveryv1.LabelServiceName: "moe-gateway"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}},
+			{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}},
+		},
+	}
+	if _, err := c.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, peers, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the gateway counts 2 replicas", func() bool { return strings.Contains(log.String(), `replicas=2`) })
+	time.Sleep(1100 * time.Millisecond)
+	if n := burst(); n < 5 || n > 6 {
+		t.Errorf("two gateway replicas: this one let %d of 15 requests pass the 10/s limit, want its share, 5", n)
+	}
 
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + adminAddr + "/metrics")
 	if err != nil {

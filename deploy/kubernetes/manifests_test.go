@@ -184,6 +184,9 @@ func testRBAC(t *testing.T, c *k8stest.Cluster) {
 		{"moe-control-plane", "default", "apps", "deployments", "", "create", false},
 		{"moe-control-plane", "moe-models", "rbac.authorization.k8s.io", "roles", "", "create", false},
 		{"moe-gateway", "moe-models", "discovery.k8s.io", "endpointslices", "", "watch", true},
+		{"moe-gateway", "moe-system", "discovery.k8s.io", "endpointslices", "", "watch", true}, // --peers-service
+		{"moe-gateway", "moe-system", "", "secrets", "", "get", false},
+		{"moe-gateway", "moe-system", "discovery.k8s.io", "endpointslices", "", "create", false},
 		{"moe-gateway", "moe-models", "", "pods", "", "list", false},
 		{"moe-gateway", "moe-models", "", "secrets", "", "get", false},
 		{"moe-gateway", "moe-models", "apps", "deployments", "", "update", false},

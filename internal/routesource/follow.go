@@ -33,6 +33,11 @@ type Follower struct {
 	Changes   <-chan struct{}
 	// Keys opens a key endpoint's keys (api.Server.OpenKeys).
 	Keys reconcile.KeyOpener
+	// Share (optional) is the number of gateway replicas splitting the
+	// traffic (Peers.Count); every table is scaled with ShareLimits.
+	// ShareChanges fires when it changes.
+	Share        func() int
+	ShareChanges <-chan struct{}
 	// OnRoutes receives every new table (gateway.Server.SetRoutes).
 	OnRoutes func(*gateway.Table)
 	// Resync rebuilds this often even without a change notification (a
@@ -50,6 +55,7 @@ type Follower struct {
 	lastErr error     // the last store error (nil after a good read)
 	errText string    // BuildRoutes' errors last logged
 	readAt  time.Time // last successful store read
+	share   int       // the last Share() seen, for the log
 
 	pub    sync.Mutex // guards the copies Routes and Ready read, so they never wait for the store
 	pubT   *gateway.Table
@@ -76,6 +82,10 @@ func (f *Follower) Run(ctx context.Context) error {
 	if changes == nil {
 		changes = make(chan struct{})
 	}
+	shareChanges := f.ShareChanges
+	if shareChanges == nil {
+		shareChanges = make(chan struct{})
+	}
 	const minRetry = 500 * time.Millisecond
 	retry := minRetry
 	t := time.NewTimer(0)
@@ -88,6 +98,7 @@ func (f *Follower) Run(ctx context.Context) error {
 		case <-sub:
 			readStore = true
 		case <-changes:
+		case <-shareChanges:
 		case <-t.C:
 			readStore = true
 		}
@@ -147,6 +158,14 @@ func (f *Follower) Rebuild(ctx context.Context, readStore bool) error {
 		return serr
 	}
 	t, errs := reconcile.BuildRoutes(f.eps, f.deps, f.Instances(), f.Keys, f.routes)
+	if f.Share != nil {
+		n := f.Share()
+		if n != f.share {
+			f.logger().Info("gateway replicas sharing the traffic; each enforces its share of the limits", "replicas", n)
+			f.share = n
+		}
+		ShareLimits(t, n)
+	}
 	var msgs []string
 	for _, e := range errs {
 		msgs = append(msgs, e.Error())
