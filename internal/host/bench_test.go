@@ -59,9 +59,9 @@ func newBenchHost(b *testing.B, flags uint32) *hostRun {
 	w := newWorker(0, nil, toW, fromR, h.log)
 	w.flags = flags
 	go w.readLoop(bufio.NewReaderSize(fromR, 64<<10))
-	w.release = h.pool.put
+	w.release = h.pool.release
 	h.pool.alive.Add(1)
-	h.pool.put(w)
+	h.pool.add(w)
 	h.flags.Store(flags)
 	close(h.started)
 	h.ready.Store(true)

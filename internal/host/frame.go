@@ -43,9 +43,11 @@
 //	              header pairs in order.
 //	              body: the response body.
 //
-// A worker handles one request at a time. The host sends a request only to
-// an idle worker and treats the next response frame with that request id as
-// the answer; a frame with any other id is discarded.
+// A worker handles one request at a time, in the order the frames arrive,
+// and answers each before it reads the next. The host writes at most two
+// requests ahead (the one in run() and the next), and pairs each response
+// with the oldest request it has not had an answer for; a frame with any
+// other id is discarded.
 
 package host
 

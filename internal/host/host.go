@@ -78,10 +78,11 @@ type Config struct {
 const (
 	defaultScoringTimeout = time.Hour
 	defaultDrainTimeout   = 30 * time.Second
-	// backstopGrace is how long past the scoring timeout the host waits for
-	// Python's own alarm before it kills the worker.
-	backstopGrace = 10 * time.Second
 )
+
+// backstopGrace is how long past the scoring timeout the host waits for
+// Python's own alarm before it kills the worker. A variable for tests.
+var backstopGrace = 10 * time.Second
 
 // hostRun is the state of one Run call.
 type hostRun struct {
@@ -279,12 +280,12 @@ func newHostRun(cfg Config) (*hostRun, error) {
 	}
 	h.versionVal = []string{h.version}
 	h.spec = &workerSpec{
-		python:  python,
-		dir:     codeDir,
-		stderr:  stderr,
-		log:     log,
-		timeout: timeout,
-		n:       workers,
+		python:   python,
+		dir:      codeDir,
+		stderr:   stderr,
+		log:      log,
+		backstop: timeout + backstopGrace,
+		n:        workers,
 	}
 	h.spec.env = workerEnv(cfg, codeDir, workers, timeout)
 	return h, nil

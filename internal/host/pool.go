@@ -7,28 +7,27 @@ import (
 	"time"
 )
 
-// pool hands idle workers to requests. Requests that find no idle worker
-// queue in FIFO order and get the next worker that is put back. Safe for
-// concurrent use.
+// pool hands out request slots on workers, maxInFlight per worker. A
+// request takes a worker with nothing in flight if there is one; else one
+// with a single request in flight (whose current run() started earliest),
+// to be written into its pipe behind that run(); else it queues in FIFO
+// order for the next slot given back. Safe for concurrent use.
 type pool struct {
-	mu      sync.Mutex // guards the following
-	idle    []*worker
+	mu      sync.Mutex // guards the following and the workers' load
+	idle    []*worker  // load 0
+	half    []*worker  // load 1, in the order they got there
 	waiters []chan *worker
 
 	alive atomic.Int32 // workers that finished init() and have not died
 }
 
-// get returns an idle, live worker, waiting for one if needed. It returns
-// ctx.Err() if ctx ends first.
+// get returns a live worker with a request slot reserved for the caller,
+// waiting for one if needed. It returns ctx.Err() if ctx ends first.
 func (p *pool) get(ctx context.Context) (*worker, error) {
 	p.mu.Lock()
-	for len(p.idle) > 0 {
-		w := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
-		if !w.isDead() {
-			p.mu.Unlock()
-			return w, nil
-		}
+	if w := p.takeLocked(); w != nil {
+		p.mu.Unlock()
+		return w, nil
 	}
 	ch := waiterPool.Get().(chan *worker)
 	p.waiters = append(p.waiters, ch)
@@ -38,8 +37,13 @@ func (p *pool) get(ctx context.Context) (*worker, error) {
 		select {
 		case w := <-ch:
 			if w.isDead() {
-				// Died between put and now: wait for another one.
+				// Died between the hand-over and now: take another slot.
 				p.mu.Lock()
+				if w := p.takeLocked(); w != nil {
+					p.mu.Unlock()
+					waiterPool.Put(ch)
+					return w, nil
+				}
 				p.waiters = append([]chan *worker{ch}, p.waiters...)
 				p.mu.Unlock()
 				continue
@@ -58,8 +62,8 @@ func (p *pool) get(ctx context.Context) (*worker, error) {
 			}
 			p.mu.Unlock()
 			if !removed {
-				// A worker was handed to us concurrently; pass it on.
-				p.put(<-ch)
+				// A slot was handed to us concurrently; pass it on.
+				p.release(<-ch)
 			}
 			waiterPool.Put(ch)
 			return nil, ctx.Err()
@@ -69,9 +73,52 @@ func (p *pool) get(ctx context.Context) (*worker, error) {
 
 var waiterPool = sync.Pool{New: func() any { return make(chan *worker, 1) }}
 
-// put makes w available again: to the oldest waiter, else to the idle list.
-// Dead workers are dropped.
-func (p *pool) put(w *worker) {
+// takeLocked reserves a slot on an idle worker, else on a worker with one
+// request in flight; nil if every live worker is full. p.mu is held.
+func (p *pool) takeLocked() *worker {
+	for len(p.idle) > 0 {
+		w := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if !w.isDead() {
+			w.load = 1
+			p.half = append(p.half, w)
+			return w
+		}
+	}
+	for len(p.half) > 0 {
+		w := p.half[0]
+		p.half = append(p.half[:0], p.half[1:]...)
+		if !w.isDead() {
+			w.load = 2
+			return w
+		}
+	}
+	return nil
+}
+
+// add puts a worker that just became ready into the pool: its slots go to
+// the oldest waiters, the rest are free.
+func (p *pool) add(w *worker) {
+	p.mu.Lock()
+	w.load = 0
+	for w.load < maxInFlight && len(p.waiters) > 0 {
+		ch := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.load++
+		ch <- w // cap 1, one worker per waiter: never blocks
+	}
+	switch w.load {
+	case 0:
+		p.idle = append(p.idle, w)
+	case 1:
+		p.half = append(p.half, w)
+	}
+	p.mu.Unlock()
+}
+
+// release gives back one request slot on w: to the oldest waiter, else it
+// becomes free. Slots on dead workers are dropped.
+func (p *pool) release(w *worker) {
 	if w.isDead() {
 		return
 	}
@@ -83,20 +130,32 @@ func (p *pool) put(w *worker) {
 		ch <- w
 		return
 	}
-	p.idle = append(p.idle, w)
+	w.load--
+	switch w.load {
+	case 1:
+		p.half = append(p.half, w)
+	case 0:
+		p.half = deleteWorker(p.half, w)
+		p.idle = append(p.idle, w)
+	}
 	p.mu.Unlock()
 }
 
-// remove drops w from the idle list (after it died).
+// remove drops w from the free lists (after it died).
 func (p *pool) remove(w *worker) {
 	p.mu.Lock()
-	for i, x := range p.idle {
+	p.idle = deleteWorker(p.idle, w)
+	p.half = deleteWorker(p.half, w)
+	p.mu.Unlock()
+}
+
+func deleteWorker(ws []*worker, w *worker) []*worker {
+	for i, x := range ws {
 		if x == w {
-			p.idle = append(p.idle[:i], p.idle[i+1:]...)
-			break
+			return append(ws[:i], ws[i+1:]...)
 		}
 	}
-	p.mu.Unlock()
+	return ws
 }
 
 // Restart backoff for workers that die after init.
@@ -114,9 +173,9 @@ func (h *hostRun) supervise(ctx context.Context, w *worker) {
 	slot := w.slot
 	backoff := minBackoff
 	for {
-		w.release = h.pool.put
+		w.release = h.pool.release
 		h.pool.alive.Add(1)
-		h.pool.put(w)
+		h.pool.add(w)
 		select {
 		case <-ctx.Done():
 			h.pool.alive.Add(-1)

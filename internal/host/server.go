@@ -239,7 +239,7 @@ func (h *hostRun) score(w http.ResponseWriter, r *http.Request, tr *runTrace) {
 	}
 	id := h.nextID.Add(1)
 	putHeader(buf, kindRequest, id, aux, metaLen, len(buf)-frameHeaderLen-metaLen)
-	res, err := wk.call(ctx, id, buf, h.timeout+backstopGrace)
+	res, err := wk.call(ctx, id, buf)
 	putBuf(bp)
 	if err != nil {
 		switch {

@@ -116,17 +116,22 @@ func Command() *cobra.Command {
 					}
 				}()
 			}
-			var out io.Writer = os.Stderr
+			var out, hostOut io.Writer = os.Stderr, os.Stderr
 			if logFile != "" {
 				w, err := logfile.Open(logFile, logMax, 3)
 				if err != nil {
 					return err
 				}
 				defer w.Close()
-				out = w
+				// The host's own lines (one per request) are batched, not
+				// one write(2) each; the workers' output (tracebacks) is
+				// written as it comes.
+				b := logfile.NewBuffered(w, 100*time.Millisecond)
+				defer b.Close()
+				out, hostOut = w, b
 			}
 			cfg.Stderr = out
-			cfg.Logger = slog.New(slog.NewTextHandler(out, nil)).With("component", "host")
+			cfg.Logger = slog.New(slog.NewTextHandler(hostOut, nil)).With("component", "host")
 			if otlpEndpoint != "" {
 				tp, err := openHostTracing(ctx, otlpEndpoint, cfg.Logger)
 				if err != nil {

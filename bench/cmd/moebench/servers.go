@@ -98,18 +98,21 @@ func cmdHost(args []string) error {
 	logFile := fs.String("log-file", "", "host log")
 	fs.Parse(args)
 	cfg.Addr = "127.0.0.1:0"
-	var out io.Writer = os.Stderr
+	var out, hostOut io.Writer = os.Stderr, os.Stderr
 	if *logFile != "" {
-		// The same rotating (buffered) log writer `moe host --log-file` uses.
+		// The same writers `moe host --log-file` uses (internal/hostcmd):
+		// a rotating file; the host's own lines batched every 100 ms.
 		f, err := logfile.Open(*logFile, 10<<20, 3)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		out = f
+		b := logfile.NewBuffered(f, 100*time.Millisecond)
+		defer b.Close()
+		out, hostOut = f, b
 	}
 	cfg.Stderr = out
-	cfg.Logger = slog.New(slog.NewTextHandler(out, nil)).With("component", "host")
+	cfg.Logger = slog.New(slog.NewTextHandler(hostOut, nil)).With("component", "host")
 	servePprof(*pprofFile)
 	ctx, cancel := signalContext()
 	defer cancel()

@@ -61,9 +61,11 @@ import traceback
 #                   header pairs in order.
 #                   body: the response body.
 #
-# A worker handles one request at a time. The host sends a request only to
-# an idle worker and treats the next response frame with that request id as
-# the answer; a frame with any other id is discarded.
+# A worker handles one request at a time, in the order the frames arrive,
+# and answers each before it reads the next. The host writes at most two
+# requests ahead (the one in run() and the next), and pairs each response
+# with the oldest request it has not had an answer for; a frame with any
+# other id is discarded.
 
 HDR = struct.Struct(">2sBBIIQI")
 MAGIC = b"mf"
@@ -240,6 +242,15 @@ class Worker:
             self.timeout_ms = int(os.environ.get("SCORING_TIMEOUT_MS", "3600000"))
         except ValueError:
             self.timeout_ms = 3600000
+        self.timeout_s = self.timeout_ms / 1000.0
+        # The scoring timeout costs no system call per request: ITIMER_REAL is
+        # armed when a run() starts and no alarm is pending, and left running
+        # when run() returns. When it fires, _alarm raises ScoringTimeout if
+        # the run() in progress is past its own deadline, re-arms for that
+        # deadline if a later run() is in progress, and lets it lapse if the
+        # worker is idle. alarm_due is when the pending alarm fires (0: none).
+        self.run_start = None
+        self.alarm_due = 0.0
         self.rawhttp = False
         self.headers = False
         self.param = "data"
@@ -326,6 +337,18 @@ class Worker:
             self.chan.write_frame(KIND_RESPONSE, rid, us, rmeta, rbody)
 
     def _alarm(self, signum, frame):
+        start = self.run_start
+        if start is None:
+            self.alarm_due = 0.0  # idle: the next run() arms it again
+            return
+        now = time.perf_counter()
+        left = start + self.timeout_s - now
+        if left > 0:
+            # Armed for an earlier run(); this one started later.
+            self.alarm_due = now + left
+            signal.setitimer(signal.ITIMER_REAL, left)
+            return
+        self.alarm_due = 0.0
         raise ScoringTimeout(self.timeout_ms)
 
     def handle(self, aux, meta, body):
@@ -355,13 +378,16 @@ class Worker:
 
         t0 = time.perf_counter()
         try:
-            if self.timeout_ms > 0:
-                signal.setitimer(signal.ITIMER_REAL, self.timeout_ms / 1000.0)
             try:
+                self.run_start = t0
+                if self.timeout_ms > 0 and t0 >= self.alarm_due:
+                    # No alarm pending (or it is overdue: the script itself
+                    # cancelled ITIMER_REAL or alarm()).
+                    self.alarm_due = t0 + self.timeout_s
+                    signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
                 result = self.run(**kwargs)
             finally:
-                if self.timeout_ms > 0:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
+                self.run_start = None
         except ScoringTimeout as ex:
             us = elapsed_us(t0)
             log("E", "Encountered Exception: %s" % traceback.format_exc())
