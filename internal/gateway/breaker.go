@@ -39,12 +39,8 @@ package gateway
 // instance it was taken from).
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
-	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -226,10 +222,6 @@ type claim struct {
 	instance   *Instance
 	st         *depState
 	queued     time.Duration // time spent in the queue
-	// req and rw, if set, are the client's request and response writer: a
-	// small body is read before the request waits (see preread).
-	req *http.Request
-	rw  http.ResponseWriter
 }
 
 // admit counts the request against its deployment's pending limit: 503 when
@@ -281,9 +273,6 @@ func (s *Server) wait(ctx context.Context, c *claim) error {
 }
 
 func (s *Server) waitLoop(ctx context.Context, c *claim) error {
-	if err := c.preread(ctx); err != nil {
-		return err
-	}
 	w := &waiter{seq: s.arrivals.Add(1), wake: make(chan struct{}, 1)}
 	for {
 		if err := s.rebind(c, w); err != nil {
@@ -366,38 +355,6 @@ func (s *Server) release(c *claim) {
 			cur.wakeHead()
 		}
 	}
-}
-
-// maxPreread bounds the bodies read into memory before a request waits.
-const maxPreread = 64 << 10
-
-// preread reads a small body of known length before the request waits in
-// the queue. Until a request's body has been read, net/http does not watch
-// an HTTP/1.1 connection, so a client that hangs up while queued would stay
-// in the queue until its timeout; once the body is read, the hang-up cancels
-// the request's context and the request leaves at once. Larger bodies keep
-// streaming, and their clients are noticed at the timeout. The read stops at
-// the request's deadline (a client that sends its body slowly keeps its
-// queue place no longer than any other request).
-func (c *claim) preread(ctx context.Context) error {
-	r := c.req
-	if r == nil || r.ContentLength <= 0 || r.ContentLength > maxPreread || r.Body == nil || r.Body == http.NoBody {
-		return nil
-	}
-	if dl, ok := ctx.Deadline(); ok && c.rw != nil {
-		// The server sets the connection's deadlines afresh for the next
-		// request; this one is over by dl anyway.
-		_ = http.NewResponseController(c.rw).SetReadDeadline(dl)
-	}
-	buf := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, buf); err != nil {
-		if errors.Is(context.Cause(ctx), errDeadline) || errors.Is(err, os.ErrDeadlineExceeded) {
-			return errTimeout(c.deployment)
-		}
-		return errClientClosed(err)
-	}
-	r.Body = io.NopCloser(bytes.NewReader(buf))
-	return nil
 }
 
 // Queued returns how many requests of a deployment wait for an instance

@@ -63,13 +63,14 @@ const (
 //     share and start capturing the body for the shadow copy.
 //
 // forward then, under the deployment's request timeout measured from the
-// request's arrival (408), takes a slot on the least loaded instance or
-// waits in the deployment's queue for one (breaker.go), and streams the
-// request through the reverse proxy, which maps a model's non-2xx answer to
-// 424 and an unreachable instance to 502; it gives the slot back and hands
-// a mirrored request's copy to the mirror workers. serveHTTP wraps it all
-// with one access log line, the Observation and, when Config.Tracer is set,
-// the "score" and "upstream" spans (trace.go).
+// request's arrival (408), reads a small body of known length into memory
+// (body.go), takes a slot on the least loaded instance or waits in the
+// deployment's queue for one (breaker.go), and sends the request through
+// the reverse proxy and the instance client (client.go), which maps a
+// model's non-2xx answer to 424 and an unreachable instance to 502; it gives
+// the slot back and hands a mirrored request's copy to the mirror workers.
+// serveHTTP wraps it all with one access log line, the Observation and, when
+// Config.Tracer is set, the "score" and "upstream" spans (trace.go).
 func (s *Server) chain() []func(*exchange) error {
 	return []func(*exchange) error{
 		s.requestID,
@@ -84,9 +85,13 @@ func (s *Server) chain() []func(*exchange) error {
 }
 
 // exchange is the state of one scoring request, allocated once per request
-// and carried to the proxy hooks through the request context.
+// and carried to the proxy hooks through the request context: from forward
+// on, the exchange is that context (it embeds the request's context and
+// answers Value(exchangeKey{}) itself), which saves a context.WithValue.
 type exchange struct {
-	claim     // route, deployment, admission and instance slot
+	context.Context // set by forward: the request's context, with its deadline
+	claim           // route, deployment, admission and instance slot
+
 	w         statusWriter
 	r         *http.Request
 	start     time.Time
@@ -94,9 +99,12 @@ type exchange struct {
 	path      string      // the path forwarded to the instance
 	body      *limitBody  // non-nil when the body is cut by MaxBytesReader
 	idHeader  []string    // x-request-id value, shared by response and upstream request
+	idArr     [1]string   // backs idHeader when the gateway sets it
+	depArr    [1]string   // backs the azureml-model-deployment header value
 	tee       *teeBody    // captures the body of a mirrored request
 	shadow    *Deployment // the mirror's deployment, when mirrored
 	keep      keepOpen    // the upstream body, kept open for a dial retry
+	pre       preBody     // the body, when read into memory (body.go)
 	// for Observation
 	sent        time.Time     // when the request went to the instance
 	upstream    time.Duration // until the instance's answer headers
@@ -111,6 +119,14 @@ type exchangeKey struct{}
 
 func exchangeFrom(ctx context.Context) *exchange {
 	return ctx.Value(exchangeKey{}).(*exchange)
+}
+
+// Value makes the exchange the context that carries it.
+func (x *exchange) Value(key any) any {
+	if _, ok := key.(exchangeKey); ok {
+		return x
+	}
+	return x.Context.Value(key)
 }
 
 func (x *exchange) endpointName() string {
@@ -152,13 +168,19 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // from the request's arrival. It runs only for admitted requests.
 func (s *Server) forward(x *exchange) {
 	defer x.unadmit()
-	ctx := context.WithValue(x.r.Context(), exchangeKey{}, x)
+	x.Context = x.r.Context()
 	if d := x.deployment.RequestTimeout; d > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadlineCause(ctx, x.start.Add(d), errDeadline)
+		x.Context, cancel = context.WithDeadlineCause(x.Context, x.start.Add(d), errDeadline)
 		defer cancel()
 	}
+	var ctx context.Context = x
 	d := x.deployment
+	if err := preread(ctx, x); err != nil {
+		s.writeError(x, err)
+		return
+	}
+	defer s.releasePre(x) // after the proxy and mirrorCopy, also when the proxy aborts
 	err := s.acquire(ctx, &x.claim)
 	x.queue = x.queued
 	if err != nil {
@@ -229,7 +251,8 @@ func (s *Server) requestID(x *exchange) error {
 		x.requestID = newRequestID()
 	}
 	if x.idHeader == nil {
-		x.idHeader = []string{x.requestID}
+		x.idArr[0] = x.requestID
+		x.idHeader = x.idArr[:]
 	}
 	x.w.Header()[hdrRequestID] = x.idHeader
 	for _, k := range [...]string{hdrClientRequestID, hdrLegacyRequestID} {
@@ -264,7 +287,6 @@ func (s *Server) route(x *exchange) error {
 		return errEndpointNotFound(name)
 	}
 	x.endpoint = ep
-	x.req, x.rw = x.r, x.w.ResponseWriter
 	return nil
 }
 
@@ -371,7 +393,8 @@ func (s *Server) pickDeployment(x *exchange) error {
 		}
 		x.deployment = d
 	}
-	x.w.Header()[hdrModelDeployment] = []string{x.deployment.Name}
+	x.depArr[0] = x.deployment.Name
+	x.w.Header()[hdrModelDeployment] = x.depArr[:]
 	return nil
 }
 

@@ -63,6 +63,10 @@ func (s *Server) sampleMirror(x *exchange) error {
 		return nil
 	}
 	x.shadow = shadow
+	// A body forward reads into memory (body.go) is copied from there.
+	if x.r.ContentLength > 0 && x.r.ContentLength <= maxPreread {
+		return nil
+	}
 	if x.r.ContentLength != 0 && x.r.Body != nil && x.r.Body != http.NoBody {
 		x.tee = &teeBody{rc: x.r.Body, buf: getMirrorBuffer(), max: s.cfg.MirrorMaxBodyBytes, want: x.r.ContentLength}
 		x.r.Body = x.tee
@@ -154,7 +158,10 @@ var hopHeaders = []string{
 func (s *Server) mirrorCopy(x *exchange) {
 	es := x.rt.eps[x.endpoint]
 	var body *bytes.Buffer
-	if x.tee != nil {
+	if x.pre.b != nil {
+		body = getMirrorBuffer()
+		body.Write(x.pre.b)
+	} else if x.tee != nil {
 		if body = x.tee.take(); body == nil {
 			es.mirrorDropped.Add(1)
 			return

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -53,6 +54,16 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	if x.upSpan != nil {
 		injectTrace(pr.In.Context(), h)
 	}
+	if x.pre.b != nil {
+		// The reverse proxy wrapped the body; send the one in memory as
+		// such: the instance client writes it with the headers, and so
+		// does http.Transport for a body it knows is in memory.
+		if s.client != nil {
+			pr.Out.Body = &x.pre
+		} else {
+			pr.Out.Body = io.NopCloser(&x.pre.Reader)
+		}
+	}
 }
 
 // modifyResponse applies the Azure answer rules to an instance's response:
@@ -97,7 +108,9 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	case x.bodyTooLarge():
 		err = s.errTooLarge
 	case errors.As(err, &se):
-	case errors.Is(context.Cause(r.Context()), errDeadline):
+	case errors.Is(context.Cause(r.Context()), errDeadline) || pastDeadline(r.Context()):
+		// (A dial or read that ends at the deadline can fail just before
+		// the context's timer fires.)
 		err = errTimeout(x.deployment)
 	case x.r.Context().Err() != nil:
 		err = errClientClosed(err)
@@ -105,6 +118,11 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		err = errUpstream(x.deployment, x.instance, err)
 	}
 	s.writeError(x, err)
+}
+
+func pastDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // bufferPool lends the reverse proxy 32 KiB copy buffers. Arrays are pooled

@@ -26,8 +26,8 @@ func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// A transport closes the body when the request fails, dial errors
 	// included; keep it open for a retry (net/http's server closes it when
-	// the handler returns).
-	if req.Body != nil && req.Body != http.NoBody {
+	// the handler returns). A body in memory is simply rewound.
+	if req.Body != nil && req.Body != http.NoBody && x.pre.b == nil {
 		x.keep.ReadCloser = req.Body // in the exchange: no allocation per request
 		req.Body = &x.keep
 	}
@@ -48,6 +48,7 @@ func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		tried = append(tried, next)
 		out := req.Clone(req.Context())
 		out.URL.Host = next.Addr
+		x.pre.rewind()
 		resp, err = t.base.RoundTrip(out)
 	}
 	return resp, err

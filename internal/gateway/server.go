@@ -35,9 +35,12 @@ type Config struct {
 	// aad_token endpoint; a non-nil error means 401. Nil means such
 	// endpoints reject every request with 401. It is called concurrently.
 	VerifyToken func(endpoint, authMode, token string) error
-	// Transport carries requests to instances. Default: an *http.Transport
-	// tuned for many keep-alive connections to few hosts, HTTP/1.1 only, no
-	// proxy, no transparent compression (bodies pass through as bytes).
+	// Transport carries requests to instances. Default: moe's instance
+	// client (client.go), which sends requests with small bodies on the
+	// request's goroutine over pooled keep-alive connections, and an
+	// *http.Transport for streamed bodies and shadow copies, tuned for many
+	// keep-alive connections to few hosts, HTTP/1.1 only, no proxy, no
+	// transparent compression (bodies pass through as bytes).
 	Transport http.RoundTripper
 
 	// ReadHeaderTimeout bounds reading a request's headers, from the end
@@ -161,6 +164,7 @@ type Server struct {
 	proxy       *httputil.ReverseProxy
 	handler     http.Handler
 	transport   *http.Transport // the default transport, if ours; closed on Shutdown
+	client      *instanceClient // the default instance client (its fallback is transport)
 	srv         *http.Server
 }
 
@@ -176,15 +180,17 @@ func New(cfg Config) *Server {
 		epoch:       time.Now(),
 	}
 	s.rt.Store(newRouting(&Table{}, nil))
+	proxyTransport := cfg.Transport
 	if cfg.Transport == nil {
 		s.transport = newTransport()
-		cfg.Transport = s.transport
+		s.client = newInstanceClient(s.transport)
+		cfg.Transport, proxyTransport = s.transport, s.client
 	}
 	s.mirror = newMirrorPool(s, cfg.Transport)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite:        s.rewrite,
-		Transport:      retryTransport{base: cfg.Transport},
+		Transport:      retryTransport{base: proxyTransport},
 		BufferPool:     bufferPool{},
 		ModifyResponse: s.modifyResponse,
 		ErrorHandler:   s.proxyError,
@@ -274,8 +280,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.srv.Shutdown(ctx)
 	s.mirror.close()
-	if s.transport != nil {
-		s.transport.CloseIdleConnections()
+	if s.client != nil {
+		s.client.CloseIdleConnections() // the transport's too
 	}
 	return err
 }

@@ -143,7 +143,10 @@ func cmdGateway(args []string) error {
 		return err
 	}
 	defer lf.Close()
-	gw := gateway.New(gateway.Config{Logger: slog.New(slog.NewTextHandler(lf, nil)).With("component", "gateway")})
+	// buffered like `moe serve` and `moe gateway` write their access log
+	blf := logfile.NewBuffered(lf, 100*time.Millisecond)
+	defer blf.Close()
+	gw := gateway.New(gateway.Config{Logger: slog.New(slog.NewTextHandler(blf, nil)).With("component", "gateway")})
 	dep := func(name string) *gateway.Deployment {
 		return &gateway.Deployment{Name: name, RequestTimeout: 60 * time.Second, MaxConcurrentPerInstance: 1000,
 			Instances: []*gateway.Instance{{ID: name + "-0", Addr: *backend}}}
