@@ -63,6 +63,7 @@ type gatewayCmd struct {
 	shutdownDelay time.Duration
 	resync        time.Duration
 	peersService  string
+	pprof         bool
 	peersNS       string
 
 	dir      string
@@ -107,6 +108,7 @@ verify aml_tokens; --oidc-* as moe serve for aad_token endpoints.`,
 	f := cmd.Flags()
 	f.StringVar(&g.gatewayAddr, "gateway-addr", "127.0.0.1:8443", "scoring gateway listen address (HTTPS)")
 	f.StringVar(&g.adminAddr, "admin-addr", "127.0.0.1:9464", "admin listener, plain HTTP: /metrics (Prometheus), /-/healthz and /-/ready (empty disables it)")
+	f.BoolVar(&g.pprof, "pprof", false, "also serve the Go profiler (/debug/pprof/) on the admin listener; keep that listener private")
 	f.StringVar(&g.region, "region", envOr("MOE_REGION", "local"), "region label of scoring hosts: <endpoint>.<region>.inference.<domain> (env MOE_REGION)")
 	f.StringVar(&g.domain, "domain", envOr("MOE_DOMAIN", "localhost"), "domain of scoring hosts (env MOE_DOMAIN)")
 	f.StringVar(&g.storeURL, "store", os.Getenv("MOE_STORE"), "the control plane's PostgreSQL store, postgres://... (env MOE_STORE); read only")
@@ -128,6 +130,7 @@ verify aml_tokens; --oidc-* as moe serve for aad_token endpoints.`,
 }
 
 func (g *gatewayCmd) run(ctx context.Context) (err error) {
+	tuneGC()
 	defer func() {
 		if cerr := g.close(); err == nil {
 			err = cerr
@@ -327,7 +330,7 @@ func (g *gatewayCmd) initGateway() error {
 			return errors.New("shutting down")
 		}
 		return nil
-	})
+	}, g.pprof)
 	return nil
 }
 

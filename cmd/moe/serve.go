@@ -61,6 +61,7 @@ type serveCmd struct {
 	apiAddr     string
 	gatewayAddr string
 	adminAddr   string
+	pprof       bool
 	adminSet    bool // --admin-addr given: a busy port is an error, not a fallback
 	region      string
 	domain      string
@@ -125,6 +126,7 @@ func newServeCmd(a *app) *cobra.Command {
 	f.StringVar(&s.apiAddr, "api-addr", "127.0.0.1:8442", "control-plane API listen address (port 0 picks a free port)")
 	f.StringVar(&s.gatewayAddr, "gateway-addr", "127.0.0.1:8443", "scoring gateway listen address (port 0 picks a free port; empty: no gateway, e.g. a control plane behind separate `moe gateway` replicas)")
 	f.StringVar(&s.adminAddr, "admin-addr", "127.0.0.1:9464", "admin listener, plain HTTP: /metrics (Prometheus) and /-/healthz (port 0 picks a free port; empty disables it)")
+	f.BoolVar(&s.pprof, "pprof", false, "also serve the Go profiler (/debug/pprof/) on the admin listener; keep that listener private")
 	f.StringVar(&s.runnerKind, "runner", envOr("MOE_RUNNER", "local"), "where deployments run: local (processes on this machine) or kubernetes (pods; see the --k8s-* flags) (env MOE_RUNNER)")
 	f.StringVar(&s.region, "region", envOr("MOE_REGION", "local"), "region label of scoring hosts: <endpoint>.<region>.inference.<domain> (env MOE_REGION)")
 	f.StringVar(&s.domain, "domain", envOr("MOE_DOMAIN", "localhost"), "domain of scoring hosts (env MOE_DOMAIN)")
@@ -150,6 +152,7 @@ func envOr(name, def string) string {
 }
 
 func (s *serveCmd) run(ctx context.Context) (err error) {
+	tuneGC()
 	defer func() {
 		if cerr := s.close(); err == nil {
 			err = cerr
@@ -354,7 +357,7 @@ func (s *serveCmd) initMetrics() error {
 			s.stats.Record(o.Endpoint, o.Deployment, o.Status, o.Total, o.Model)
 		}
 	})
-	s.adminSrv = newAdminServer(s.registry, s.logger, nil)
+	s.adminSrv = newAdminServer(s.registry, s.logger, nil, s.pprof)
 	return nil
 }
 
