@@ -6,12 +6,8 @@ import (
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	discoverylisters "k8s.io/client-go/listers/discovery/v1"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/moe-serving/moe/internal/gateway"
 )
@@ -20,64 +16,25 @@ import (
 // endpoints of the gateway's own Service (its EndpointSlices), so each
 // replica can enforce its share of an endpoint's limits (see ShareLimits).
 // It needs get, list and watch on endpointslices in that namespace.
-type Peers struct {
-	lister  discoverylisters.EndpointSliceLister
-	synced  cache.InformerSynced
-	ns      string
-	stopCh  chan struct{}
-	changes chan struct{}
-	log     *slog.Logger
-}
+type Peers struct{ *sliceWatch }
 
 // NewPeers starts watching the EndpointSlices of Service service in
-// namespace; Close stops it.
+// namespace; call WaitForSync before trusting Count, and Close when done.
 func NewPeers(client kubernetes.Interface, namespace, service string, log *slog.Logger) (*Peers, error) {
 	if client == nil || namespace == "" || service == "" {
 		return nil, errors.New("routesource: peers need a Kubernetes client, a namespace and a Service name")
 	}
-	if log == nil {
-		log = slog.Default()
-	}
 	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: service}).String()
-	f := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithNamespace(namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
-	inf := f.Discovery().V1().EndpointSlices()
-	p := &Peers{lister: inf.Lister(), synced: inf.Informer().HasSynced, ns: namespace, stopCh: make(chan struct{}), changes: make(chan struct{}, 1), log: log}
-	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { p.notify() },
-		UpdateFunc: func(any, any) { p.notify() },
-		DeleteFunc: func(any) { p.notify() },
-	}); err != nil {
+	w, err := newSliceWatch(client, namespace, sel, 10*time.Minute, log)
+	if err != nil {
 		return nil, err
 	}
-	f.Start(p.stopCh)
-	return p, nil
+	return &Peers{w}, nil
 }
-
-func (p *Peers) notify() {
-	select {
-	case p.changes <- struct{}{}:
-	default:
-	}
-}
-
-// WaitForSync blocks until the informer has listed the slices once, or
-// stop is closed; it reports whether it synced.
-func (p *Peers) WaitForSync(stop <-chan struct{}) bool { return cache.WaitForCacheSync(stop, p.synced) }
-
-// Changes receives a value (coalesced) after every slice event.
-func (p *Peers) Changes() <-chan struct{} { return p.changes }
 
 // Count is the number of ready, not terminating endpoints (one per pod),
 // at least 1: this replica counts even before its own readiness shows.
-func (p *Peers) Count() int {
-	ls, err := p.lister.EndpointSlices(p.ns).List(labels.Everything())
-	if err != nil {
-		p.log.Warn("list gateway EndpointSlices", "err", err)
-		return 1
-	}
-	return max(1, CountReady(ls))
-}
+func (p *Peers) Count() int { return max(1, CountReady(p.list())) }
 
 // CountReady counts the distinct ready, not terminating endpoints of slices.
 func CountReady(slices []*discoveryv1.EndpointSlice) int {
@@ -96,9 +53,6 @@ func CountReady(slices []*discoveryv1.EndpointSlice) int {
 	}
 	return len(seen)
 }
-
-// Close stops the informer.
-func (p *Peers) Close() { close(p.stopCh) }
 
 // ShareLimits scales a freshly built table to this replica's share when n
 // gateway replicas split the traffic evenly (a Kubernetes Service does so

@@ -117,11 +117,10 @@ func MergeInstances(slices []*discoveryv1.EndpointSlice) []reconcile.Instance {
 	return out
 }
 
-// Slices watches the EndpointSlices of the model Services in one namespace
-// (those labelled app.kubernetes.io/managed-by=moe, moe.dev/role=model) with
-// an informer. It needs get, list and watch on endpointslices there, and
-// nothing else.
-type Slices struct {
+// sliceWatch is an informer on the EndpointSlices of one namespace that
+// match a label selector, with a coalescing change channel: what Slices
+// and Peers share.
+type sliceWatch struct {
 	lister  discoverylisters.EndpointSliceLister
 	synced  cache.InformerSynced
 	ns      string
@@ -129,6 +128,60 @@ type Slices struct {
 	changes chan struct{}
 	log     *slog.Logger
 }
+
+func newSliceWatch(client kubernetes.Interface, namespace, selector string, resync time.Duration, log *slog.Logger) (*sliceWatch, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithNamespace(namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
+	inf := f.Discovery().V1().EndpointSlices()
+	w := &sliceWatch{lister: inf.Lister(), synced: inf.Informer().HasSynced, ns: namespace, stopCh: make(chan struct{}), changes: make(chan struct{}, 1), log: log}
+	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { w.notify() },
+		UpdateFunc: func(any, any) { w.notify() },
+		DeleteFunc: func(any) { w.notify() },
+	}); err != nil {
+		return nil, err
+	}
+	f.Start(w.stopCh)
+	return w, nil
+}
+
+func (w *sliceWatch) notify() {
+	select {
+	case w.changes <- struct{}{}:
+	default:
+	}
+}
+
+// WaitForSync blocks until the informer has listed the slices once, or
+// stop is closed; it reports whether it synced.
+func (w *sliceWatch) WaitForSync(stop <-chan struct{}) bool {
+	return cache.WaitForCacheSync(stop, w.synced)
+}
+
+// Changes receives a value (coalesced) after every slice event.
+func (w *sliceWatch) Changes() <-chan struct{} { return w.changes }
+
+// list returns the watched slices (nil, logged, on error).
+func (w *sliceWatch) list() []*discoveryv1.EndpointSlice {
+	ls, err := w.lister.EndpointSlices(w.ns).List(labels.Everything())
+	if err != nil {
+		w.log.Warn("list EndpointSlices", "err", err)
+		return nil
+	}
+	return ls
+}
+
+// Close stops the informer.
+func (w *sliceWatch) Close() { close(w.stopCh) }
+
+// Slices watches the EndpointSlices of the model Services in one namespace
+// (those labelled app.kubernetes.io/managed-by=moe, moe.dev/role=model) with
+// an informer. It needs get, list and watch on endpointslices there, and
+// nothing else.
+type Slices struct{ *sliceWatch }
 
 // NewSlices starts the informer; call WaitForSync before trusting
 // Instances, and Close when done. resync 0 means 10 minutes.
@@ -139,51 +192,14 @@ func NewSlices(client kubernetes.Interface, namespace string, resync time.Durati
 	if resync <= 0 {
 		resync = 10 * time.Minute
 	}
-	if log == nil {
-		log = slog.Default()
-	}
 	sel := labels.SelectorFromSet(labels.Set{k8srunner.LabelManagedBy: k8srunner.ManagedBy, k8srunner.LabelRole: "model"}).String()
-	f := informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithNamespace(namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
-	inf := f.Discovery().V1().EndpointSlices()
-	s := &Slices{lister: inf.Lister(), synced: inf.Informer().HasSynced, ns: namespace, stopCh: make(chan struct{}), changes: make(chan struct{}, 1), log: log}
-	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.notify() },
-		UpdateFunc: func(any, any) { s.notify() },
-		DeleteFunc: func(any) { s.notify() },
-	}); err != nil {
+	w, err := newSliceWatch(client, namespace, sel, resync, log)
+	if err != nil {
 		return nil, err
 	}
-	f.Start(s.stopCh)
-	return s, nil
+	return &Slices{w}, nil
 }
-
-// WaitForSync blocks until the informer has listed the slices once, or
-// stop is closed; it reports whether it synced.
-func (s *Slices) WaitForSync(stop <-chan struct{}) bool {
-	return cache.WaitForCacheSync(stop, s.synced)
-}
-
-func (s *Slices) notify() {
-	select {
-	case s.changes <- struct{}{}:
-	default:
-	}
-}
-
-// Changes receives a value (coalesced) after every slice event.
-func (s *Slices) Changes() <-chan struct{} { return s.changes }
 
 // Instances lists the instances of every watched slice (see
 // SliceInstances and MergeInstances).
-func (s *Slices) Instances() []reconcile.Instance {
-	ls, err := s.lister.EndpointSlices(s.ns).List(labels.Everything())
-	if err != nil {
-		s.log.Warn("list EndpointSlices", "err", err)
-		return nil
-	}
-	return MergeInstances(ls)
-}
-
-// Close stops the informer.
-func (s *Slices) Close() { close(s.stopCh) }
+func (s *Slices) Instances() []reconcile.Instance { return MergeInstances(s.list()) }

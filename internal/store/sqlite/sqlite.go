@@ -141,17 +141,13 @@ func (s *Store) CreateEndpoint(ctx context.Context, e *store.Endpoint) error {
 
 // GetEndpoint implements store.Store.
 func (s *Store) GetEndpoint(ctx context.Context, name string) (*store.Endpoint, error) {
-	var data []byte
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM endpoints WHERE name = ?`, name).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("endpoint %q: %w", name, store.ErrNotFound)
-	}
+	var e store.Endpoint
+	ok, err := getOne(ctx, s.db, &e, `SELECT data FROM endpoints WHERE name = ?`, name)
 	if err != nil {
 		return nil, fmt.Errorf("get endpoint %q: %w", name, err)
 	}
-	var e store.Endpoint
-	if err := json.Unmarshal(data, &e); err != nil {
-		return nil, fmt.Errorf("get endpoint %q: decode: %w", name, err)
+	if !ok {
+		return nil, fmt.Errorf("endpoint %q: %w", name, store.ErrNotFound)
 	}
 	return &e, nil
 }
@@ -245,17 +241,13 @@ func (s *Store) CreateDeployment(ctx context.Context, d *store.Deployment) error
 
 // GetDeployment implements store.Store.
 func (s *Store) GetDeployment(ctx context.Context, endpoint, name string) (*store.Deployment, error) {
-	var data []byte
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM deployments WHERE endpoint = ? AND name = ?`, endpoint, name).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("deployment %q (endpoint %q): %w", name, endpoint, store.ErrNotFound)
-	}
+	var d store.Deployment
+	ok, err := getOne(ctx, s.db, &d, `SELECT data FROM deployments WHERE endpoint = ? AND name = ?`, endpoint, name)
 	if err != nil {
 		return nil, fmt.Errorf("get deployment %q (endpoint %q): %w", name, endpoint, err)
 	}
-	var d store.Deployment
-	if err := json.Unmarshal(data, &d); err != nil {
-		return nil, fmt.Errorf("get deployment %q (endpoint %q): decode: %w", name, endpoint, err)
+	if !ok {
+		return nil, fmt.Errorf("deployment %q (endpoint %q): %w", name, endpoint, store.ErrNotFound)
 	}
 	return &d, nil
 }
@@ -274,6 +266,22 @@ func (s *Store) ListDeployments(ctx context.Context, endpoint string) ([]*store.
 }
 
 // list runs a query whose rows are one JSON document each and decodes them.
+// getOne reads one JSON document; ok is false when there is no row.
+func getOne[T any](ctx context.Context, db *sql.DB, v *T, q string, args ...any) (ok bool, err error) {
+	var data []byte
+	err = db.QueryRowContext(ctx, q, args...).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("decode: %w", err)
+	}
+	return true, nil
+}
+
 func list[T any](ctx context.Context, db *sql.DB, q string, args ...any) ([]*T, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -345,17 +353,13 @@ func (s *Store) DeleteDeployment(ctx context.Context, endpoint, name string) err
 
 // GetSetting implements store.Store.
 func (s *Store) GetSetting(ctx context.Context, name string) (*store.Setting, error) {
-	var data []byte
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM settings WHERE name = ?`, name).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("setting %q: %w", name, store.ErrNotFound)
-	}
+	var v store.Setting
+	ok, err := getOne(ctx, s.db, &v, `SELECT data FROM settings WHERE name = ?`, name)
 	if err != nil {
 		return nil, fmt.Errorf("get setting %q: %w", name, err)
 	}
-	var v store.Setting
-	if err := json.Unmarshal(data, &v); err != nil {
-		return nil, fmt.Errorf("get setting %q: decode: %w", name, err)
+	if !ok {
+		return nil, fmt.Errorf("setting %q: %w", name, store.ErrNotFound)
 	}
 	return &v, nil
 }
