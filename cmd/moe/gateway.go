@@ -177,7 +177,7 @@ func (g *gatewayCmd) initSigner() error {
 			return auth.OpenSigner(dir)
 		}
 	} else {
-		g.signer.where = "the store"
+		g.signer.where, g.signer.stored = "the store", true
 		keys := auth.StoredKeySet(g.store, g.box)
 		g.signer.open = func(ctx context.Context) (*auth.Signer, error) { return auth.LoadSigner(ctx, keys) }
 	}
@@ -415,8 +415,9 @@ func (g *gatewayCmd) close() error {
 // most every few seconds), it reads the set again, so a rotation on the
 // control plane (`moe token-signing-key rotate`) needs no gateway restart.
 type gatewaySigner struct {
-	open  func(context.Context) (*auth.Signer, error)
-	where string // for messages: "the store" or "--token-keys DIR"
+	open   func(context.Context) (*auth.Signer, error)
+	where  string // for messages: "the store" or "--token-keys DIR"
+	stored bool   // the key set is in the store: Reload re-reads it in place
 	log   *slog.Logger
 
 	s      atomic.Pointer[auth.Signer]
@@ -433,7 +434,7 @@ func (r *gatewaySigner) reload() error {
 	r.lastAt = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if s := r.s.Load(); s != nil && r.where == "the store" {
+	if s := r.s.Load(); s != nil && r.stored {
 		return s.Reload(ctx) // one read when the set did not change
 	}
 	s, err := r.open(ctx)
