@@ -418,7 +418,7 @@ type gatewaySigner struct {
 	open   func(context.Context) (*auth.Signer, error)
 	where  string // for messages: "the store" or "--token-keys DIR"
 	stored bool   // the key set is in the store: Reload re-reads it in place
-	log   *slog.Logger
+	log    *slog.Logger
 
 	s      atomic.Pointer[auth.Signer]
 	mu     sync.Mutex
