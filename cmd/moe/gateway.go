@@ -447,18 +447,11 @@ func (r *gatewaySigner) reload() error {
 
 // follow reloads the key set after every change of the store.
 func (r *gatewaySigner) follow(ctx context.Context, st store.Store) {
-	ch, stop := st.Subscribe()
-	defer stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-			if err := r.reload(); err != nil && ctx.Err() == nil && !errors.Is(err, fs.ErrNotExist) {
-				r.log.Warn("re-read token signing keys", "from", r.where, "err", err)
-			}
+	onStoreChange(ctx, st, func() {
+		if err := r.reload(); err != nil && ctx.Err() == nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("re-read token signing keys", "from", r.where, "err", err)
 		}
-	}
+	})
 }
 
 func (r *gatewaySigner) Verify(token, endpoint string, now time.Time) error {

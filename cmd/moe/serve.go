@@ -217,22 +217,30 @@ func (s *serveCmd) initSharedSecrets() error {
 	return nil
 }
 
-// followSigningKeys reloads the token signing key set after every store
-// change, so tokens this replica issues are signed with the key another
-// replica rotated to (the reload is one read when nothing changed).
-func (s *serveCmd) followSigningKeys(ctx context.Context) {
-	ch, stop := s.store.Subscribe()
+// onStoreChange calls f after every change notification of st until ctx
+// ends (the signing-key reloads of moe serve and moe gateway).
+func onStoreChange(ctx context.Context, st store.Store, f func()) {
+	ch, stop := st.Subscribe()
 	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
-			if err := s.signer.Reload(ctx); err != nil && ctx.Err() == nil {
-				s.logger.Warn("reload token signing keys", "err", err)
-			}
+			f()
 		}
 	}
+}
+
+// followSigningKeys reloads the token signing key set after every store
+// change, so tokens this replica issues are signed with the key another
+// replica rotated to (the reload is one read when nothing changed).
+func (s *serveCmd) followSigningKeys(ctx context.Context) {
+	onStoreChange(ctx, s.store, func() {
+		if err := s.signer.Reload(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Warn("reload token signing keys", "err", err)
+		}
+	})
 }
 
 func (s *serveCmd) initPKI() error {
